@@ -1,0 +1,395 @@
+//! An in-memory [`Host`] for the policy's unit tests: a process table, a
+//! file tree, locks, sockets and a virtual clock. It records every signal
+//! and removal, so tests can assert what the policy did not do.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use crate::bengal::pid_manager::files::FileOwner;
+use crate::bengal::pid_manager::log::Level;
+use crate::bengal::pid_manager::ports::{TcpSocket, TcpState};
+use crate::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bengal::pid_manager::signals::Signal;
+use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::host::{FileRead, Host};
+
+pub const OWN_PID: Pid = 4000;
+pub const PARENT_PID: Pid = 3999;
+pub const UID: u32 = 1000;
+/// "Now" on the virtual clock when a fake starts, in ms since the epoch.
+pub const T0: u64 = 1_700_000_000_000;
+
+/// How a fake process answers SIGTERM.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OnTerm {
+    /// Exits this many ms after SIGTERM.
+    ExitAfter(u64),
+    /// Ignores it (dies only by SIGKILL).
+    Ignore,
+}
+
+#[derive(Clone, Debug)]
+pub struct Proc {
+    pub argv: Vec<String>,
+    pub start_ms: u64,
+    pub uid: u32,
+    pub state: ProcessState,
+    pub on_term: OnTerm,
+    /// When it will exit after a SIGTERM, on the virtual clock.
+    pub exits_at: Option<u64>,
+    /// SIGKILL does not stop it (uninterruptible sleep).
+    pub unkillable: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeFile {
+    pub bytes: Vec<u8>,
+    pub modified_ms: u64,
+    pub uid: u32,
+    pub mode: u32,
+    pub symlink: bool,
+    pub dir: bool,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub now: u64,
+    pub procs: BTreeMap<Pid, Proc>,
+    pub files: BTreeMap<String, FakeFile>,
+    pub locks: BTreeSet<String>,
+    /// Lock files another process holds and will not release.
+    pub foreign_locks: BTreeSet<String>,
+    pub sockets: Vec<(u16, TcpSocket, Option<Pid>)>,
+    pub signals: Vec<(Pid, Signal)>,
+    pub removed: Vec<String>,
+    pub logs: Vec<String>,
+    pub readonly: bool,
+}
+
+#[derive(Clone)]
+pub struct Fake(pub Rc<RefCell<State>>);
+
+/// A lock of the fake: released on drop.
+pub struct FakeLock {
+    state: Rc<RefCell<State>>,
+    path: String,
+}
+
+impl Drop for FakeLock {
+    fn drop(&mut self) {
+        self.state.borrow_mut().locks.remove(&self.path);
+    }
+}
+
+pub fn argv(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+impl Fake {
+    pub fn new() -> Self {
+        let fake = Fake(Rc::new(RefCell::new(State {
+            now: T0,
+            ..State::default()
+        })));
+        fake.spawn_at(1, "/sbin/init", T0 - 86_400_000);
+        fake.spawn_at(PARENT_PID, "bengal serve", T0 - 60_000);
+        fake.spawn_at(OWN_PID, "pidman check", T0 - 10);
+        fake
+    }
+
+    /// A running process started at `start_ms`, owned by [`UID`].
+    pub fn spawn_at(&self, pid: Pid, line: &str, start_ms: u64) {
+        self.0.borrow_mut().procs.insert(
+            pid,
+            Proc {
+                argv: argv(line),
+                start_ms,
+                uid: UID,
+                state: ProcessState::Running,
+                on_term: OnTerm::ExitAfter(50),
+                exits_at: None,
+                unkillable: false,
+            },
+        );
+    }
+
+    /// A running process that started a minute ago.
+    pub fn spawn(&self, pid: Pid, line: &str) {
+        self.spawn_at(pid, line, T0 - 60_000);
+    }
+
+    pub fn with_proc(&self, pid: Pid, f: impl FnOnce(&mut Proc)) {
+        f(self
+            .0
+            .borrow_mut()
+            .procs
+            .get_mut(&pid)
+            .expect("no such fake process"));
+    }
+
+    /// A PID file written (by us) 30 s ago.
+    pub fn write(&self, path: &str, bytes: &[u8]) {
+        let now = self.0.borrow().now;
+        self.put(
+            path,
+            FakeFile {
+                bytes: bytes.to_vec(),
+                modified_ms: now - 30_000,
+                uid: UID,
+                mode: 0o644,
+                symlink: false,
+                dir: false,
+            },
+        );
+    }
+
+    pub fn put(&self, path: &str, file: FakeFile) {
+        self.0.borrow_mut().files.insert(path.to_owned(), file);
+    }
+
+    pub fn file(&self, path: &str) -> Option<Vec<u8>> {
+        self.0.borrow().files.get(path).map(|f| f.bytes.clone())
+    }
+
+    pub fn signals(&self) -> Vec<(Pid, Signal)> {
+        self.0.borrow().signals.clone()
+    }
+
+    pub fn removed(&self) -> Vec<String> {
+        self.0.borrow().removed.clone()
+    }
+
+    pub fn now(&self) -> u64 {
+        self.0.borrow().now
+    }
+
+    pub fn listen(&self, port: u16, pid: Option<Pid>, uid: u32, state: TcpState, handle: u64) {
+        let socket = TcpSocket {
+            ipv6: false,
+            local_address: "127.0.0.1".into(),
+            state,
+            uid,
+            handle,
+        };
+        self.0.borrow_mut().sockets.push((port, socket, pid));
+    }
+
+    /// Advance the virtual clock, ending processes whose SIGTERM grace ran out.
+    fn advance_to(state: &mut State, t: u64) {
+        state.now = state.now.max(t);
+        for proc in state.procs.values_mut() {
+            if proc.exits_at.is_some_and(|at| at <= state.now)
+                && proc.state == ProcessState::Running
+            {
+                proc.state = ProcessState::Zombie;
+            }
+        }
+    }
+
+    fn identity_ok(state: &State, target: ProcessIdentity) -> Result<&Proc, Error> {
+        let proc = state.procs.get(&target.pid).ok_or(Error::NotFound)?;
+        if proc.start_ms != target.start_token {
+            return Err(Error::Changed);
+        }
+        Ok(proc)
+    }
+}
+
+impl Host for Fake {
+    type Lock = FakeLock;
+
+    fn own_pid(&self) -> Pid {
+        OWN_PID
+    }
+
+    fn parent_pid(&self) -> Pid {
+        PARENT_PID
+    }
+
+    fn own_uid(&self) -> u32 {
+        UID
+    }
+
+    fn process_state(&self, pid: Pid) -> Result<ProcessState, Error> {
+        Ok(self
+            .0
+            .borrow()
+            .procs
+            .get(&pid)
+            .map_or(ProcessState::Gone, |p| p.state))
+    }
+
+    fn inspect(&self, pid: Pid) -> Result<ProcessInfo, Error> {
+        let state = self.0.borrow();
+        let proc = state.procs.get(&pid).ok_or(Error::NotFound)?;
+        Ok(ProcessInfo {
+            pid,
+            name: proc.argv.first().cloned().unwrap_or_default(),
+            argv: proc.argv.clone(),
+            start_time_ms: proc.start_ms,
+            start_token: proc.start_ms,
+            uid: Some(proc.uid),
+            state: proc.state,
+        })
+    }
+
+    fn send(&self, target: ProcessIdentity, signal: Signal) -> Result<(), Error> {
+        let mut state = self.0.borrow_mut();
+        // The host's own refusals, as the real one has them.
+        if matches!(target.pid, 0 | 1 | OWN_PID | PARENT_PID) {
+            return Err(Error::Denied(format!("host refuses PID {}", target.pid)));
+        }
+        let proc = Self::identity_ok(&state, target)?;
+        if proc.state != ProcessState::Running {
+            return Err(Error::NotFound);
+        }
+        if proc.uid != UID {
+            return Err(Error::PermissionDenied("EPERM".into()));
+        }
+        state.signals.push((target.pid, signal));
+        let now = state.now;
+        let proc = state.procs.get_mut(&target.pid).unwrap();
+        match signal {
+            Signal::Term => {
+                if let OnTerm::ExitAfter(ms) = proc.on_term {
+                    proc.exits_at = Some(now + ms);
+                }
+            }
+            Signal::Kill => {
+                if !proc.unkillable {
+                    proc.state = ProcessState::Zombie;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_exit(&self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error> {
+        let mut state = self.0.borrow_mut();
+        let proc = match Self::identity_ok(&state, target) {
+            Ok(proc) => proc,
+            Err(Error::NotFound | Error::Changed) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        if proc.state != ProcessState::Running {
+            return Ok(true);
+        }
+        let deadline = state.now + timeout_ms;
+        match proc.exits_at {
+            Some(at) if at <= deadline => {
+                Self::advance_to(&mut state, at);
+                Ok(true)
+            }
+            _ => {
+                Self::advance_to(&mut state, deadline);
+                Ok(false)
+            }
+        }
+    }
+
+    fn sockets(&self, port: u16) -> Result<Vec<TcpSocket>, Error> {
+        let state = self.0.borrow();
+        Ok(state
+            .sockets
+            .iter()
+            .filter(|(p, ..)| *p == port)
+            .map(|(_, s, _)| s.clone())
+            .collect())
+    }
+
+    fn socket_owner(&self, handle: u64) -> Result<Option<Pid>, Error> {
+        let state = self.0.borrow();
+        Ok(state
+            .sockets
+            .iter()
+            .find(|(_, s, _)| s.handle == handle)
+            .and_then(|(.., pid)| *pid))
+    }
+
+    fn file_owner(&self, path: &str) -> Result<FileOwner, Error> {
+        let state = self.0.borrow();
+        let file = state.files.get(path).ok_or(Error::NotFound)?;
+        Ok(FileOwner {
+            uid: file.uid,
+            mode: file.mode,
+            symlink: file.symlink,
+        })
+    }
+
+    fn try_lock(&self, path: &str, _wait_ms: u32) -> Result<Option<FakeLock>, Error> {
+        let mut state = self.0.borrow_mut();
+        if state.readonly {
+            return Err(Error::PermissionDenied(format!("{path}: read-only")));
+        }
+        if state.foreign_locks.contains(path) || !state.locks.insert(path.to_owned()) {
+            return Ok(None);
+        }
+        Ok(Some(FakeLock {
+            state: self.0.clone(),
+            path: path.to_owned(),
+        }))
+    }
+
+    fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error> {
+        let state = self.0.borrow();
+        let file = state.files.get(path).ok_or(Error::NotFound)?;
+        if file.symlink {
+            return Err(Error::Untrusted(format!("{path} is a symlink")));
+        }
+        if file.dir {
+            return Err(Error::Invalid(format!("{path} is a directory")));
+        }
+        let bytes = file.bytes[..file.bytes.len().min(limit)].to_vec();
+        Ok(FileRead {
+            bytes,
+            modified_ms: file.modified_ms,
+        })
+    }
+
+    fn write_file_atomic(&self, path: &str, contents: &[u8]) -> Result<(), Error> {
+        let mut state = self.0.borrow_mut();
+        if state.readonly {
+            return Err(Error::PermissionDenied(format!("{path}: read-only")));
+        }
+        let now = state.now;
+        state.files.insert(
+            path.to_owned(),
+            FakeFile {
+                bytes: contents.to_vec(),
+                modified_ms: now,
+                uid: UID,
+                mode: 0o644,
+                symlink: false,
+                dir: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &str) -> Result<(), Error> {
+        let mut state = self.0.borrow_mut();
+        if state.readonly {
+            return Err(Error::PermissionDenied(format!("{path}: read-only")));
+        }
+        match state.files.get(path) {
+            None => Err(Error::NotFound),
+            Some(f) if f.dir => Err(Error::Invalid(format!("{path} is a directory"))),
+            Some(_) => {
+                state.files.remove(path);
+                state.removed.push(path.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    fn sleep_ms(&self, ms: u64) {
+        let mut state = self.0.borrow_mut();
+        let t = state.now + ms;
+        Self::advance_to(&mut state, t);
+    }
+
+    fn log(&self, _level: Level, message: &str) {
+        self.0.borrow_mut().logs.push(message.to_owned());
+    }
+}

@@ -1,0 +1,63 @@
+//! The capabilities the policy needs, as one small trait.
+//!
+//! The policy modules see only this trait: [`crate::wasi_host::WasiHost`]
+//! implements it with the WIT imports and WASI, and the unit tests with an
+//! in-memory fake. The types are the WIT's own, so nothing is converted
+//! twice.
+
+use crate::bengal::pid_manager::files::FileOwner;
+use crate::bengal::pid_manager::log::Level;
+use crate::bengal::pid_manager::ports::TcpSocket;
+use crate::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bengal::pid_manager::signals::Signal;
+use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+
+/// A file's first bytes and its modification time.
+#[derive(Debug, Clone)]
+pub struct FileRead {
+    /// At most the `limit` bytes asked for.
+    pub bytes: Vec<u8>,
+    /// Modification time, milliseconds since the UNIX epoch.
+    pub modified_ms: u64,
+}
+
+/// What the policy may ask of the world. Each method mirrors one WIT import
+/// (or one plain-WASI file operation) and decides nothing.
+pub trait Host {
+    /// An exclusive advisory lock; dropping it releases it.
+    type Lock;
+
+    /// The caller's own PID.
+    fn own_pid(&self) -> Pid;
+    /// The caller's parent PID.
+    fn parent_pid(&self) -> Pid;
+    /// The caller's effective user id.
+    fn own_uid(&self) -> u32;
+    /// Running, zombie or gone.
+    fn process_state(&self, pid: Pid) -> Result<ProcessState, Error>;
+    /// Everything the process table knows about `pid`.
+    fn inspect(&self, pid: Pid) -> Result<ProcessInfo, Error>;
+    /// Signal exactly the identified process.
+    fn send(&self, target: ProcessIdentity, signal: Signal) -> Result<(), Error>;
+    /// Wait for the identified process to end; true when it did.
+    fn wait_exit(&self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error>;
+    /// Every TCP socket on a local port.
+    fn sockets(&self, port: u16) -> Result<Vec<TcpSocket>, Error>;
+    /// The process holding a socket, when visible.
+    fn socket_owner(&self, handle: u64) -> Result<Option<Pid>, Error>;
+    /// Owner and mode of a path, not following symlinks.
+    fn file_owner(&self, path: &str) -> Result<FileOwner, Error>;
+    /// An exclusive lock on `path`, waiting at most `wait_ms`.
+    fn try_lock(&self, path: &str, wait_ms: u32) -> Result<Option<Self::Lock>, Error>;
+    /// Read at most `limit` bytes of a regular file, never through a symlink.
+    fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error>;
+    /// Replace `path` atomically: temporary file, fsync, rename, directory
+    /// fsync; creates the directory when missing.
+    fn write_file_atomic(&self, path: &str, contents: &[u8]) -> Result<(), Error>;
+    /// Remove `path` itself (a symlink is removed, not its target).
+    fn remove_file(&self, path: &str) -> Result<(), Error>;
+    /// Pause the caller.
+    fn sleep_ms(&self, ms: u64);
+    /// Explain a decision (shown by the host on `-v`).
+    fn log(&self, level: Level, message: &str);
+}

@@ -1,0 +1,94 @@
+//! pidman's plugin: Bengal's PID manager as a `wasm32-wasip2` component.
+//!
+//! Every rule lives here: the PID file's format and validation, the identity
+//! rule that tells a Bengal server from a process that reused its PID, the
+//! TERM/wait/KILL schedule, the listener-first port rule and the start-up
+//! check. The host only does what the guest asks through its imports.
+//!
+//! Layout:
+//! - [`host`]: the small [`host::Host`] trait the policy talks to;
+//! - [`wasi_host`]: its one real implementation, on the WIT imports and WASI;
+//! - [`policy`]: the rules, which see nothing but the trait;
+//! - this file: the bindings and the export, which only forward.
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "plugin",
+    // For the unit tests' assertions; `claim` holds a resource, which has no
+    // equality.
+    additional_derives: [PartialEq, Eq],
+    additional_derives_ignore: ["claim"],
+});
+
+pub mod host;
+pub mod policy;
+mod wasi_host;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use crate::bengal::pid_manager::types::{Error, Pid};
+use crate::exports::bengal::pid_manager::manager::{
+    Claim, ClearReport, Guest, KillOutcome, PortOwner, PreflightReport, StaleServer,
+};
+use crate::wasi_host::WasiHost;
+
+/// The exported component: each function forwards to its policy module.
+struct Plugin;
+
+impl Guest for Plugin {
+    fn get_pid_file(project_root: String) -> String {
+        policy::pidfile::path_in(&project_root)
+    }
+
+    fn is_bengal_process(pid: Pid) -> bool {
+        policy::identity::is_bengal_process(&WasiHost, pid)
+    }
+
+    fn check_stale_pid(pid_file: String) -> Result<Option<Pid>, Error> {
+        policy::stale::check_stale_pid(&WasiHost, &pid_file)
+    }
+
+    fn kill_stale_process(pid: Pid, timeout_ms: Option<u64>) -> Result<KillOutcome, Error> {
+        policy::kill::kill_stale_process(&WasiHost, pid, timeout_ms)
+    }
+
+    fn write_pid_file(pid_file: String, pid: Option<Pid>) -> Result<Pid, Error> {
+        policy::stale::write_pid_file(&WasiHost, &pid_file, pid)
+    }
+
+    fn remove_pid_file(pid_file: String, expected: Option<Pid>) -> Result<bool, Error> {
+        policy::stale::remove_pid_file(&WasiHost, &pid_file, expected)
+    }
+
+    fn get_process_on_port(port: u16) -> Result<PortOwner, Error> {
+        policy::port::process_on_port(&WasiHost, port)
+    }
+
+    fn acquire(pid_file: String, pid: Option<Pid>) -> Result<Claim, Error> {
+        policy::stale::acquire(&WasiHost, &pid_file, pid).map(|claim| match claim {
+            policy::stale::Acquired::Claimed(lock) => Claim::Claimed(lock),
+            policy::stale::Acquired::Held(holder) => Claim::Held(holder),
+        })
+    }
+
+    fn preflight(pid_file: String, port: Option<u16>) -> Result<PreflightReport, Error> {
+        policy::preflight::preflight(&WasiHost, &pid_file, port)
+    }
+
+    fn clear_stale(
+        pid_file: String,
+        server: StaleServer,
+        port: Option<u16>,
+        timeout_ms: Option<u64>,
+    ) -> Result<ClearReport, Error> {
+        policy::preflight::clear_stale(&WasiHost, &pid_file, &server, port, timeout_ms)
+    }
+}
+
+// Natively (unit tests) the imports are `unreachable!()` and there is no
+// component to export.
+#[cfg(target_arch = "wasm32")]
+export!(Plugin);

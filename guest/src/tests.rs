@@ -1,0 +1,540 @@
+//! The policy against the fake host: one test (or more) per row of SPEC.md's
+//! API table, and the safety rules of the wrong-process matrix.
+
+use crate::bengal::pid_manager::ports::TcpState;
+use crate::bengal::pid_manager::process_table::ProcessState;
+use crate::bengal::pid_manager::signals::Signal;
+use crate::bengal::pid_manager::types::Error;
+use crate::exports::bengal::pid_manager::manager::{KillOutcome, PortOwner, PortStatus, Verdict};
+use crate::fake::{Fake, FakeFile, OWN_PID, OnTerm, PARENT_PID, T0, UID};
+use crate::policy::identity::is_bengal_process;
+use crate::policy::kill::{DEFAULT_TIMEOUT_MS, KILL_CONFIRM_MS, kill_stale_process};
+use crate::policy::port::process_on_port;
+use crate::policy::preflight::{clear_stale, preflight};
+use crate::policy::stale::{Acquired, acquire, check_stale_pid, remove_pid_file, write_pid_file};
+
+const PID_FILE: &str = "/srv/site/.bengal.pid";
+const LOCK: &str = "/srv/site/.bengal.pid.lock";
+
+// --- check-stale-pid ------------------------------------------------------
+
+#[test]
+fn check_missing_file_is_none_without_side_effects() {
+    let fake = Fake::new();
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert!(fake.removed().is_empty());
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn check_removes_garbage() {
+    let long = vec![b'1'; 65];
+    for garbage in [
+        &b""[..],
+        b"   \n",
+        b"abc",
+        b"+5",
+        b"-5",
+        b"0x1F",
+        "\u{ff11}\u{ff12}\u{ff13}".as_bytes(),
+        b"0",
+        b"4294967296",
+        b"\xff\xfe",
+        &long,
+    ] {
+        let fake = Fake::new();
+        fake.write(PID_FILE, garbage);
+        assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None), "{garbage:?}");
+        assert_eq!(fake.file(PID_FILE), None, "{garbage:?} should be removed");
+        assert!(fake.signals().is_empty());
+    }
+}
+
+#[test]
+fn check_retries_an_empty_file_before_calling_it_garbage() {
+    let fake = Fake::new();
+    fake.write(PID_FILE, b"");
+    let before = fake.now();
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert!(
+        fake.now() > before,
+        "an empty file is read again after a pause"
+    );
+}
+
+#[test]
+fn check_removes_a_dead_pid() {
+    let fake = Fake::new();
+    fake.write(PID_FILE, b"4242\n");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert_eq!(fake.removed(), vec![PID_FILE]);
+}
+
+#[test]
+fn check_removes_a_zombie() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.with_proc(4242, |p| p.state = ProcessState::Zombie);
+    fake.write(PID_FILE, b"4242");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert_eq!(fake.removed(), vec![PID_FILE]);
+}
+
+#[test]
+fn check_removes_a_live_process_that_is_not_bengal() {
+    let fake = Fake::new();
+    fake.spawn(4242, "sleep 100");
+    fake.write(PID_FILE, b"4242");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert_eq!(fake.removed(), vec![PID_FILE]);
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn check_reports_a_live_bengal_server_and_keeps_the_file() {
+    let fake = Fake::new();
+    fake.spawn(4242, "python -m bengal serve --port 5173");
+    fake.write(PID_FILE, b" 4242\n");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
+    assert_eq!(fake.file(PID_FILE).as_deref(), Some(&b" 4242\n"[..]));
+}
+
+#[test]
+fn check_never_reports_the_caller_or_its_parent() {
+    for pid in [OWN_PID, PARENT_PID] {
+        let fake = Fake::new();
+        fake.write(PID_FILE, pid.to_string().as_bytes());
+        assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+        assert!(
+            fake.file(PID_FILE).is_some(),
+            "the caller's own file is kept"
+        );
+    }
+}
+
+#[test]
+fn check_reports_read_errors() {
+    let fake = Fake::new();
+    fake.put(
+        PID_FILE,
+        FakeFile {
+            bytes: vec![],
+            modified_ms: T0,
+            uid: UID,
+            mode: 0o755,
+            symlink: false,
+            dir: true,
+        },
+    );
+    assert!(matches!(
+        check_stale_pid(&fake, PID_FILE),
+        Err(Error::Invalid(_))
+    ));
+    assert!(fake.removed().is_empty());
+}
+
+#[test]
+fn check_treats_a_reused_pid_as_stale_and_never_signals_it() {
+    let fake = Fake::new();
+    fake.write(PID_FILE, b"4242"); // written 30 s ago
+    fake.spawn_at(4242, "bengal serve", fake.now() - 1_000); // started 1 s ago
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert_eq!(fake.removed(), vec![PID_FILE]);
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn check_refuses_untrusted_files_and_keeps_them() {
+    let cases = [
+        (
+            "symlink",
+            FakeFile {
+                symlink: true,
+                ..file(b"4242")
+            },
+        ),
+        (
+            "other user",
+            FakeFile {
+                uid: 2000,
+                ..file(b"4242")
+            },
+        ),
+        (
+            "world-writable",
+            FakeFile {
+                mode: 0o666,
+                ..file(b"4242")
+            },
+        ),
+    ];
+    for (what, f) in cases {
+        let fake = Fake::new();
+        fake.spawn(4242, "bengal serve");
+        fake.put(PID_FILE, f);
+        assert!(
+            matches!(check_stale_pid(&fake, PID_FILE), Err(Error::Untrusted(_))),
+            "{what}"
+        );
+        assert!(fake.removed().is_empty(), "{what}");
+        assert!(fake.file(PID_FILE).is_some(), "{what}");
+    }
+    // Root's files are trusted.
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.put(
+        PID_FILE,
+        FakeFile {
+            uid: 0,
+            ..file(b"4242")
+        },
+    );
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
+}
+
+fn file(bytes: &[u8]) -> FakeFile {
+    FakeFile {
+        bytes: bytes.to_vec(),
+        modified_ms: T0 - 30_000,
+        uid: UID,
+        mode: 0o644,
+        symlink: false,
+        dir: false,
+    }
+}
+
+#[test]
+fn check_removes_nothing_while_another_process_holds_the_lock() {
+    let fake = Fake::new();
+    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
+    fake.write(PID_FILE, b"4242"); // dead
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert!(fake.file(PID_FILE).is_some());
+}
+
+#[test]
+fn a_lock_holder_is_live_whatever_its_argv() {
+    let fake = Fake::new();
+    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
+    fake.spawn(4242, "node server.js");
+    fake.write(PID_FILE, b"4242");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
+    // ... but not when it started after the file was written.
+    fake.spawn_at(4242, "node server.js", fake.now());
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert!(fake.file(PID_FILE).is_some());
+}
+
+#[test]
+fn check_in_a_read_only_directory_removes_nothing_and_reports_live_servers() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.write(PID_FILE, b"4242");
+    fake.0.borrow_mut().readonly = true;
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
+}
+
+// --- is-bengal-process ----------------------------------------------------
+
+#[test]
+fn is_bengal_reads_the_process_argv() {
+    let fake = Fake::new();
+    fake.spawn(10, "uv run bengal s");
+    fake.spawn(11, "bengal build --profile dev");
+    fake.spawn(12, "bengal serve");
+    fake.with_proc(12, |p| p.state = ProcessState::Zombie);
+    assert!(is_bengal_process(&fake, 10));
+    assert!(!is_bengal_process(&fake, 11));
+    assert!(!is_bengal_process(&fake, 12), "a zombie is not a server");
+    assert!(
+        !is_bengal_process(&fake, 13),
+        "a missing process is not one"
+    );
+}
+
+// --- kill-stale-process ---------------------------------------------------
+
+#[test]
+fn kill_terminates_with_sigterm_when_the_process_obeys() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    let start = fake.now();
+    assert_eq!(
+        kill_stale_process(&fake, 4242, None),
+        Ok(KillOutcome::Terminated)
+    );
+    assert_eq!(fake.signals(), vec![(4242, Signal::Term)]);
+    assert_eq!(fake.now() - start, 50, "returns the moment it exits");
+}
+
+#[test]
+fn kill_escalates_to_sigkill_at_the_timeout() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.with_proc(4242, |p| p.on_term = OnTerm::Ignore);
+    let start = fake.now();
+    assert_eq!(
+        kill_stale_process(&fake, 4242, None),
+        Ok(KillOutcome::Killed)
+    );
+    assert_eq!(
+        fake.signals(),
+        vec![(4242, Signal::Term), (4242, Signal::Kill)]
+    );
+    assert_eq!(fake.now() - start, DEFAULT_TIMEOUT_MS);
+
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.with_proc(4242, |p| p.on_term = OnTerm::Ignore);
+    assert_eq!(
+        kill_stale_process(&fake, 4242, Some(300)),
+        Ok(KillOutcome::Killed)
+    );
+    assert_eq!(fake.now() - T0, 300);
+}
+
+#[test]
+fn kill_reports_a_process_that_survives_sigkill() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.with_proc(4242, |p| {
+        p.on_term = OnTerm::Ignore;
+        p.unkillable = true;
+    });
+    assert!(matches!(
+        kill_stale_process(&fake, 4242, Some(100)),
+        Err(Error::Survived(_))
+    ));
+    assert_eq!(fake.now() - T0, 100 + KILL_CONFIRM_MS);
+}
+
+#[test]
+fn kill_of_a_dead_or_zombie_process_is_already_gone() {
+    let fake = Fake::new();
+    assert_eq!(
+        kill_stale_process(&fake, 4242, None),
+        Ok(KillOutcome::AlreadyGone)
+    );
+    fake.spawn(4243, "bengal serve");
+    fake.with_proc(4243, |p| p.state = ProcessState::Zombie);
+    assert_eq!(
+        kill_stale_process(&fake, 4243, None),
+        Ok(KillOutcome::AlreadyGone)
+    );
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn kill_refuses_pid_0_1_self_and_parent() {
+    let fake = Fake::new();
+    for pid in [0, 1, OWN_PID, PARENT_PID] {
+        assert!(
+            matches!(kill_stale_process(&fake, pid, None), Err(Error::Denied(_))),
+            "{pid}"
+        );
+    }
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn kill_of_another_users_process_is_permission_denied() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.with_proc(4242, |p| p.uid = 0);
+    assert!(matches!(
+        kill_stale_process(&fake, 4242, None),
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn kill_rejects_absurd_timeouts() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    assert!(matches!(
+        kill_stale_process(&fake, 4242, Some(u64::MAX)),
+        Err(Error::Invalid(_))
+    ));
+    assert!(fake.signals().is_empty());
+}
+
+// --- write-pid-file / remove ----------------------------------------------
+
+#[test]
+fn write_stores_the_bare_decimal_pid() {
+    let fake = Fake::new();
+    assert_eq!(write_pid_file(&fake, PID_FILE, None), Ok(OWN_PID));
+    assert_eq!(fake.file(PID_FILE), Some(OWN_PID.to_string().into_bytes()));
+    assert_eq!(write_pid_file(&fake, PID_FILE, Some(77)), Ok(77));
+    assert_eq!(fake.file(PID_FILE), Some(b"77".to_vec()));
+    assert!(matches!(
+        write_pid_file(&fake, PID_FILE, Some(0)),
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(
+        fake.file(PID_FILE),
+        Some(b"77".to_vec()),
+        "a bad write loses nothing"
+    );
+}
+
+#[test]
+fn remove_with_an_expected_pid_keeps_a_successors_file() {
+    let fake = Fake::new();
+    fake.write(PID_FILE, b"77");
+    assert_eq!(remove_pid_file(&fake, PID_FILE, Some(78)), Ok(false));
+    assert!(fake.file(PID_FILE).is_some());
+    assert_eq!(remove_pid_file(&fake, PID_FILE, Some(77)), Ok(true));
+    assert_eq!(remove_pid_file(&fake, PID_FILE, None), Ok(false));
+}
+
+// --- get-process-on-port --------------------------------------------------
+
+#[test]
+fn port_prefers_the_listener() {
+    let fake = Fake::new();
+    fake.listen(5173, Some(500), UID, TcpState::Established, 11);
+    fake.listen(5173, Some(501), UID, TcpState::Listen, 12);
+    assert_eq!(process_on_port(&fake, 5173), Ok(PortOwner::Listener(501)));
+}
+
+#[test]
+fn port_falls_back_to_any_held_socket() {
+    let fake = Fake::new();
+    fake.listen(5173, None, UID, TcpState::Other, 0); // time-wait: nobody's
+    assert_eq!(process_on_port(&fake, 5173), Ok(PortOwner::Free));
+    fake.listen(5173, Some(500), UID, TcpState::Established, 11);
+    assert_eq!(process_on_port(&fake, 5173), Ok(PortOwner::Holder(500)));
+}
+
+#[test]
+fn port_owned_by_an_unreadable_process_is_in_use_owner_unknown() {
+    let fake = Fake::new();
+    fake.listen(5173, None, 0, TcpState::Listen, 11);
+    assert_eq!(process_on_port(&fake, 5173), Ok(PortOwner::Unknown(0)));
+    assert_eq!(process_on_port(&fake, 5174), Ok(PortOwner::Free));
+    assert!(matches!(process_on_port(&fake, 0), Err(Error::Invalid(_))));
+}
+
+// --- acquire --------------------------------------------------------------
+
+#[test]
+fn acquire_claims_a_free_or_stale_file() {
+    let fake = Fake::new();
+    fake.write(PID_FILE, b"garbage");
+    let claim = acquire(&fake, PID_FILE, None).unwrap();
+    assert!(matches!(claim, Acquired::Claimed(_)));
+    assert_eq!(fake.file(PID_FILE), Some(OWN_PID.to_string().into_bytes()));
+    assert!(
+        fake.0.borrow().locks.contains(LOCK),
+        "the claim keeps the lock"
+    );
+    drop(claim);
+    assert!(!fake.0.borrow().locks.contains(LOCK));
+}
+
+#[test]
+fn acquire_is_refused_while_a_live_server_holds_the_file() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.write(PID_FILE, b"4242");
+    match acquire(&fake, PID_FILE, None).unwrap() {
+        Acquired::Held(holder) => assert_eq!(holder.pid, Some(4242)),
+        Acquired::Claimed(_) => panic!("claimed a live server's file"),
+    }
+    assert_eq!(fake.file(PID_FILE), Some(b"4242".to_vec()));
+}
+
+#[test]
+fn acquire_is_refused_while_another_pidman_holds_the_lock() {
+    let fake = Fake::new();
+    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
+    fake.spawn(4242, "node server.js");
+    fake.write(PID_FILE, b"4242");
+    match acquire(&fake, PID_FILE, None).unwrap() {
+        Acquired::Held(holder) => assert_eq!(holder.pid, Some(4242)),
+        Acquired::Claimed(_) => panic!("claimed a locked file"),
+    }
+    assert_eq!(fake.file(PID_FILE), Some(b"4242".to_vec()));
+}
+
+#[test]
+fn acquire_for_a_dead_pid_is_invalid() {
+    let fake = Fake::new();
+    assert!(matches!(
+        acquire(&fake, PID_FILE, Some(4242)),
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(fake.file(PID_FILE), None);
+}
+
+// --- preflight ------------------------------------------------------------
+
+#[test]
+fn preflight_is_clear_when_nothing_is_in_the_way() {
+    let fake = Fake::new();
+    let report = preflight(&fake, PID_FILE, Some(5173)).unwrap();
+    assert_eq!(report.verdict, Verdict::Clear);
+    assert!(matches!(report.port, PortStatus::Free));
+}
+
+#[test]
+fn preflight_finds_the_server_from_the_pid_file_and_clears_it() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.write(PID_FILE, b"4242");
+    fake.listen(5173, Some(4242), UID, TcpState::Listen, 11);
+    let report = preflight(&fake, PID_FILE, Some(5173)).unwrap();
+    assert_eq!(report.verdict, Verdict::StaleServer);
+    let server = report.server.unwrap();
+    assert!(server.holds_port && server.from_pid_file);
+    assert!(matches!(report.port, PortStatus::HeldByServer));
+
+    fake.0.borrow_mut().sockets.clear(); // the socket closes with the process
+    let cleared = clear_stale(&fake, PID_FILE, &server, Some(5173), None).unwrap();
+    assert_eq!(cleared.outcome, KillOutcome::Terminated);
+    assert!(matches!(cleared.port, PortStatus::Free));
+    assert_eq!(fake.file(PID_FILE), None);
+}
+
+#[test]
+fn preflight_finds_a_bengal_listener_without_a_pid_file() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal s");
+    fake.listen(5173, Some(4242), UID, TcpState::Listen, 11);
+    let report = preflight(&fake, PID_FILE, Some(5173)).unwrap();
+    assert_eq!(report.verdict, Verdict::StaleServer);
+    assert!(!report.server.unwrap().from_pid_file);
+}
+
+#[test]
+fn preflight_never_touches_another_programs_port() {
+    let fake = Fake::new();
+    fake.spawn(4242, "node vite");
+    fake.listen(5173, Some(4242), UID, TcpState::Listen, 11);
+    let report = preflight(&fake, PID_FILE, Some(5173)).unwrap();
+    assert_eq!(report.verdict, Verdict::PortBusy);
+    match report.port {
+        PortStatus::HeldByOther(p) => {
+            assert_eq!(p.pid, 4242);
+            assert_eq!(p.command, "node vite");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(report.server.is_none());
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn clear_stale_never_signals_a_process_that_reused_the_pid() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.write(PID_FILE, b"4242");
+    let server = preflight(&fake, PID_FILE, None).unwrap().server.unwrap();
+    // The server dies; an unrelated process gets its PID.
+    fake.spawn_at(4242, "bengal serve", fake.now());
+    let cleared = clear_stale(&fake, PID_FILE, &server, None, None).unwrap();
+    assert_eq!(cleared.outcome, KillOutcome::AlreadyGone);
+    assert!(fake.signals().is_empty());
+}

@@ -1,0 +1,176 @@
+//! [`Host`] on the component's imports: the WIT capability interfaces for
+//! processes, signals, ports, ownership and locks, and plain WASI (through
+//! `std::fs`) for file contents. Mechanism only: no rule lives here.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::bengal::pid_manager::files::{self, FileOwner, Lock};
+use crate::bengal::pid_manager::log::{self, Level};
+use crate::bengal::pid_manager::ports::{self, TcpSocket};
+use crate::bengal::pid_manager::process_table::{self, ProcessInfo, ProcessState};
+use crate::bengal::pid_manager::signals::{self, Signal};
+use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::host::{FileRead, Host};
+
+/// The real capabilities of a running component.
+pub struct WasiHost;
+
+impl Host for WasiHost {
+    type Lock = Lock;
+
+    fn own_pid(&self) -> Pid {
+        process_table::own_pid()
+    }
+
+    fn parent_pid(&self) -> Pid {
+        process_table::parent_pid()
+    }
+
+    fn own_uid(&self) -> u32 {
+        process_table::own_uid()
+    }
+
+    fn process_state(&self, pid: Pid) -> Result<ProcessState, Error> {
+        process_table::state(pid)
+    }
+
+    fn inspect(&self, pid: Pid) -> Result<ProcessInfo, Error> {
+        process_table::inspect(pid)
+    }
+
+    fn send(&self, target: ProcessIdentity, signal: Signal) -> Result<(), Error> {
+        signals::send(target, signal)
+    }
+
+    fn wait_exit(&self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error> {
+        signals::wait_exit(target, timeout_ms)
+    }
+
+    fn sockets(&self, port: u16) -> Result<Vec<TcpSocket>, Error> {
+        ports::sockets(port)
+    }
+
+    fn socket_owner(&self, handle: u64) -> Result<Option<Pid>, Error> {
+        ports::owner(handle)
+    }
+
+    fn file_owner(&self, path: &str) -> Result<FileOwner, Error> {
+        files::owner(path)
+    }
+
+    fn try_lock(&self, path: &str, wait_ms: u32) -> Result<Option<Lock>, Error> {
+        files::try_lock(path, wait_ms)
+    }
+
+    fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error> {
+        let file = open_no_follow(path).map_err(|e| io_error(path, e))?;
+        let meta = file.metadata().map_err(|e| io_error(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{path} is a directory, not a PID file"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(limit.min(128));
+        file.take(limit as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(path, e))?;
+        let modified_ms = meta.modified().map(millis_since_epoch).unwrap_or(0);
+        Ok(FileRead { bytes, modified_ms })
+    }
+
+    fn write_file_atomic(&self, path: &str, contents: &[u8]) -> Result<(), Error> {
+        let target = Path::new(path);
+        let dir = target
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .ok_or_else(|| Error::Invalid(format!("{path} has no parent directory")))?;
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("{path} does not name a file")))?;
+        fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), e))?;
+
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(
+            ".{}.{}.{nonce:08x}.tmp",
+            name.to_string_lossy(),
+            self.own_pid()
+        ));
+        let written = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            file.write_all(contents)?;
+            file.sync_all()?;
+            fs::rename(&tmp, target)?;
+            File::open(dir)?.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_error(path, e));
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &str) -> Result<(), Error> {
+        fs::remove_file(path).map_err(|e| match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                Error::Invalid(format!("{path} is a directory, not a PID file"))
+            }
+            _ => io_error(path, e),
+        })
+    }
+
+    fn sleep_ms(&self, ms: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        log::emit(level, message);
+    }
+}
+
+/// Open a file for reading with `O_NOFOLLOW`: a symlink at `path` fails
+/// with `ELOOP` instead of being followed.
+#[cfg(target_os = "wasi")]
+fn open_no_follow(path: &str) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let c_path = std::ffi::CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: `c_path` is a valid NUL-terminated string for the call's
+    // duration, and a non-negative return is a fresh descriptor we own.
+    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn open_no_follow(path: &str) -> io::Result<File> {
+    // Natively the guest only runs unit tests, which use the fake host.
+    File::open(path)
+}
+
+fn millis_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Map a WASI I/O error to the WIT error, naming the path.
+fn io_error(path: &str, e: io::Error) -> Error {
+    #[cfg(target_os = "wasi")]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return Error::Untrusted(format!("{path} is a symlink; pidman never follows one"));
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound,
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied(format!("{path}: {e}")),
+        _ => Error::Io(format!("{path}: {e}")),
+    }
+}
