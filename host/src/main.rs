@@ -1,1 +1,5 @@
-fn main() {}
+//! The `pidman` command: see `pidman --help` and the README.
+
+fn main() -> std::process::ExitCode {
+    pidman::cli::main()
+}

@@ -1,0 +1,82 @@
+//! Builds the guest component (`../guest`, target `wasm32-wasip2`) so that
+//! `cargo build` alone produces a working `pidman`, and embeds it.
+//!
+//! The nested cargo gets its own target directory (sharing the outer one
+//! deadlocks on the artifact lock) and an environment without the outer
+//! build's flags and wrappers; its stdout goes to our stderr, where cargo
+//! does not read it as directives.
+
+use std::env;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().unwrap();
+    let guest = root.join("guest");
+    for watched in [
+        guest.join("src"),
+        guest.join("Cargo.toml"),
+        root.join("wit"),
+    ] {
+        println!("cargo::rerun-if-changed={}", watched.display());
+    }
+
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let target_dir = out.join("guest-target");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned().unwrap();
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--profile",
+            "guest",
+            "--target",
+            TARGET,
+            "--manifest-path",
+        ])
+        .arg(guest.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .stdout(Stdio::from(stderr))
+        .status()
+        .expect("could not run cargo to build the guest");
+    if !status.success() {
+        if !target_installed() {
+            panic!(
+                "the {TARGET} target is not installed: run `rustup target add {TARGET}`, \
+                 then build again"
+            );
+        }
+        panic!("building the guest component failed (see the errors above)");
+    }
+
+    let wasm = target_dir
+        .join(TARGET)
+        .join("guest")
+        .join("pidman_guest.wasm");
+    let embedded = out.join("pidman_guest.wasm");
+    std::fs::copy(&wasm, &embedded).expect("copy the guest component");
+    println!("cargo::rustc-env=PIDMAN_GUEST_WASM={}", embedded.display());
+}
+
+/// Whether rustc has the standard library for the wasm target.
+fn target_installed() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .is_some_and(|dir| Path::new(&dir).is_dir())
+}

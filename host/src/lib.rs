@@ -1,0 +1,322 @@
+//! pidman: a PID-file manager for dev servers, as a WASI plugin component
+//! and its native host.
+//!
+//! The plugin (`guest/`, embedded in this crate) holds every rule: the PID
+//! file's format, the identity and staleness rules, the SIGTERM/SIGKILL
+//! schedule, the port rule. This crate loads it with wasmtime and supplies
+//! what it asks for: the process table, signals, ports, file ownership and
+//! locks, and a WASI filesystem that holds only the PID file's directory.
+//!
+//! ```no_run
+//! use pidman::{Claim, PidManager};
+//!
+//! # fn main() -> Result<(), pidman::Error> {
+//! let mut pids = PidManager::open(".")?;
+//! if let Some(pid) = pids.check_stale_pid()? {
+//!     pids.kill_stale_process(pid, None)?;
+//! }
+//! match pids.acquire(None)? {
+//!     Claim::Claimed(guard) => {
+//!         // ... serve; the PID file is removed when `guard` drops.
+//!         drop(guard);
+//!     }
+//!     Claim::Held { holder } => eprintln!("already served by {holder:?}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod capabilities;
+pub mod cli;
+mod paths;
+mod plugin;
+mod state;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+
+use crate::capabilities::files::LockFile;
+pub use crate::plugin::Plugin;
+use crate::plugin::Session;
+pub use crate::plugin::bindings::bengal::pid_manager::types::{
+    Error as GuestError, Pid, ProcessIdentity,
+};
+use crate::plugin::bindings::exports::bengal::pid_manager::manager::Claim as GuestClaim;
+pub use crate::plugin::bindings::exports::bengal::pid_manager::manager::{
+    ClearReport, KillOutcome, PortOwner, PortStatus, PreflightReport, ProcessSummary, StaleServer,
+    Verdict,
+};
+
+/// What can go wrong in a [`PidManager`] call.
+#[derive(Debug)]
+pub enum Error {
+    /// The plugin answered with an error: it refused, or the operating
+    /// system did. The operation had no effect beyond what the error says.
+    Guest(GuestError),
+    /// The plugin could not be loaded or run to the end (it trapped, or ran
+    /// out of fuel or memory). The host is unharmed.
+    Plugin(anyhow::Error),
+}
+
+impl Error {
+    /// A short name for the error's kind (`permission-denied`, `plugin`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Plugin(_) => "plugin",
+            Error::Guest(e) => match e {
+                GuestError::NotFound => "not-found",
+                GuestError::PermissionDenied(_) => "permission-denied",
+                GuestError::Denied(_) => "denied",
+                GuestError::Invalid(_) => "invalid",
+                GuestError::Changed => "changed",
+                GuestError::Survived(_) => "survived",
+                GuestError::Untrusted(_) => "untrusted",
+                GuestError::Unsupported(_) => "unsupported",
+                GuestError::Io(_) => "io",
+            },
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Plugin(e) => write!(f, "{e:#}"),
+            Error::Guest(e) => match e {
+                GuestError::NotFound => f.write_str("not found"),
+                GuestError::Changed => f.write_str("the PID now belongs to another process"),
+                GuestError::PermissionDenied(m)
+                | GuestError::Denied(m)
+                | GuestError::Invalid(m)
+                | GuestError::Survived(m)
+                | GuestError::Untrusted(m)
+                | GuestError::Unsupported(m)
+                | GuestError::Io(m) => f.write_str(m),
+            },
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Error::Plugin(e)
+    }
+}
+
+/// The result of [`PidManager::acquire`].
+pub enum Claim<'m> {
+    /// The PID file is ours until the guard drops.
+    Claimed(Guard<'m>),
+    /// A live server holds it (its PID, when the file names one).
+    Held {
+        /// The holder's PID; none while another pidman is mid-claim.
+        holder: Option<Pid>,
+    },
+}
+
+/// The PID-manager API for one PID file, through the plugin.
+pub struct PidManager {
+    session: Session,
+    pid_file: PathBuf,
+}
+
+impl PidManager {
+    /// The manager for `<project_root>/.bengal.pid`, with the embedded
+    /// plugin.
+    pub fn open(project_root: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::in_root(&Plugin::embedded()?, project_root.as_ref(), false)
+    }
+
+    /// The manager for the PID file the plugin names for `project_root`.
+    pub fn in_root(plugin: &Plugin, project_root: &Path, verbose: bool) -> Result<Self, Error> {
+        let root = paths::resolve_dir(project_root)?;
+        let mut session = plugin.instantiate(&root, verbose)?;
+        let root_str = paths::utf8(&root)?;
+        let pid_file = session.call(|g, s| g.call_get_pid_file(s, root_str))?;
+        Self::for_pid_file(plugin, Path::new(&pid_file), verbose)
+    }
+
+    /// The manager for an explicit PID file. The plugin may touch only its
+    /// directory (or, while that does not exist yet, its nearest existing
+    /// ancestor, so that the directory can be created).
+    pub fn for_pid_file(plugin: &Plugin, pid_file: &Path, verbose: bool) -> Result<Self, Error> {
+        let (grant, pid_file) = paths::resolve_file(pid_file)?;
+        let session = plugin.instantiate(&grant, verbose)?;
+        Ok(Self { session, pid_file })
+    }
+
+    /// The PID file this manager looks after.
+    pub fn pid_file(&self) -> &Path {
+        &self.pid_file
+    }
+
+    /// The plugin's account of its last call's decisions.
+    pub fn log(&self) -> &[String] {
+        self.session.log()
+    }
+
+    fn file(&self) -> String {
+        self.pid_file.to_string_lossy().into_owned()
+    }
+
+    /// Whether `pid` runs a Bengal serve command.
+    pub fn is_bengal_process(&mut self, pid: Pid) -> Result<bool, Error> {
+        Ok(self.session.call(|g, s| g.call_is_bengal_process(s, pid))?)
+    }
+
+    /// The live server that owns the PID file, removing a stale file.
+    pub fn check_stale_pid(&mut self) -> Result<Option<Pid>, Error> {
+        let file = self.file();
+        self.session
+            .call(|g, s| g.call_check_stale_pid(s, &file))?
+            .map_err(Error::Guest)
+    }
+
+    /// SIGTERM, up to `timeout` (default 5 s), SIGKILL.
+    pub fn kill_stale_process(
+        &mut self,
+        pid: Pid,
+        timeout: Option<Duration>,
+    ) -> Result<KillOutcome, Error> {
+        let ms = timeout.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64);
+        self.session
+            .call(|g, s| g.call_kill_stale_process(s, pid, ms))?
+            .map_err(Error::Guest)
+    }
+
+    /// Write `pid` (default: this process) to the PID file, atomically.
+    pub fn write_pid_file(&mut self, pid: Option<Pid>) -> Result<Pid, Error> {
+        let file = self.file();
+        self.session
+            .call(|g, s| g.call_write_pid_file(s, &file, pid))?
+            .map_err(Error::Guest)
+    }
+
+    /// Remove the PID file (with `expected`, only when it names that PID).
+    pub fn remove_pid_file(&mut self, expected: Option<Pid>) -> Result<bool, Error> {
+        let file = self.file();
+        self.session
+            .call(|g, s| g.call_remove_pid_file(s, &file, expected))?
+            .map_err(Error::Guest)
+    }
+
+    /// Who holds TCP `port`.
+    pub fn process_on_port(&mut self, port: u16) -> Result<PortOwner, Error> {
+        self.session
+            .call(|g, s| g.call_get_process_on_port(s, port))?
+            .map_err(Error::Guest)
+    }
+
+    /// The dev-server start check.
+    pub fn preflight(&mut self, port: Option<u16>) -> Result<PreflightReport, Error> {
+        let file = self.file();
+        self.session
+            .call(|g, s| g.call_preflight(s, &file, port))?
+            .map_err(Error::Guest)
+    }
+
+    /// Stop the server `preflight` found and look at the port again.
+    pub fn clear_stale(
+        &mut self,
+        server: &StaleServer,
+        port: Option<u16>,
+        timeout: Option<Duration>,
+    ) -> Result<ClearReport, Error> {
+        let file = self.file();
+        let ms = timeout.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64);
+        self.session
+            .call(|g, s| g.call_clear_stale(s, &file, server, port, ms))?
+            .map_err(Error::Guest)
+    }
+
+    /// Claim the PID file for `pid` (default: this process) unless a live
+    /// server holds it. The guard keeps the lock and removes the file when
+    /// it drops.
+    pub fn acquire(&mut self, pid: Option<Pid>) -> Result<Claim<'_>, Error> {
+        let file = self.file();
+        let claim = self
+            .session
+            .call(|g, s| g.call_acquire(s, &file, pid))?
+            .map_err(Error::Guest)?;
+        Ok(match claim {
+            GuestClaim::Claimed(lock) => {
+                let pid = pid.unwrap_or_else(std::process::id);
+                Claim::Claimed(Guard {
+                    manager: self,
+                    lock: Some(lock),
+                    pid,
+                })
+            }
+            GuestClaim::Held(holder) => Claim::Held { holder: holder.pid },
+        })
+    }
+}
+
+/// A claimed PID file: holds the lock, and on drop removes the file (if it
+/// still names the claimed PID) and then releases the lock.
+pub struct Guard<'m> {
+    manager: &'m mut PidManager,
+    lock: Option<Resource<LockFile>>,
+    pid: Pid,
+}
+
+impl Guard<'_> {
+    /// The PID the file names.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The PID file.
+    pub fn pid_file(&self) -> &Path {
+        self.manager.pid_file()
+    }
+
+    /// Hand the claim to another process (a child the caller started): the
+    /// file now names `pid`.
+    pub fn set_pid(&mut self, pid: Pid) -> Result<(), Error> {
+        self.pid = self.manager.write_pid_file(Some(pid))?;
+        Ok(())
+    }
+
+    /// The lock file's descriptor (close-on-exec), valid while the guard
+    /// lives. A child that inherits it keeps the claim alive even if this
+    /// process dies.
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        let lock = self.lock.as_ref().expect("a live guard holds its lock");
+        let table = &self.manager.session.store.data().table;
+        table
+            .get(lock)
+            .expect("the lock is in the table")
+            .fd()
+            .as_raw_fd()
+    }
+
+    /// Remove the PID file and release the lock, reporting errors (drop
+    /// does the same, silently).
+    pub fn release(mut self) -> Result<bool, Error> {
+        self.release_inner()
+    }
+
+    fn release_inner(&mut self) -> Result<bool, Error> {
+        let Some(lock) = self.lock.take() else {
+            return Ok(false);
+        };
+        let removed = self.manager.remove_pid_file(Some(self.pid));
+        let _ = self.manager.session.store.data_mut().table.delete(lock);
+        removed
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let _ = self.release_inner();
+    }
+}

@@ -1,0 +1,58 @@
+//! The per-store state: the WASI context with its one preopen, the resource
+//! table, the store limits, and each capability's host-side state.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use crate::capabilities::files::Grant;
+use crate::capabilities::log::LogSink;
+use crate::capabilities::ports::PortTable;
+use crate::capabilities::process_table::ProcessTable;
+
+/// Everything a plugin instance's host functions can reach.
+pub struct PluginState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) grant: Grant,
+    pub(crate) processes: ProcessTable,
+    pub(crate) ports: PortTable,
+    pub(crate) log: LogSink,
+}
+
+impl PluginState {
+    /// State for a plugin that may touch `dir` (and nothing else on the
+    /// filesystem). `dir` must exist and be canonical.
+    pub(crate) fn new(dir: &Path, limits: StoreLimits, log: LogSink) -> anyhow::Result<Self> {
+        let guest_path = dir
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8", dir.display()))?;
+        // allow_blocking_current_thread first: each preopen copies the flag,
+        // and without it every file operation hops to a thread pool.
+        let wasi = WasiCtx::builder()
+            .allow_blocking_current_thread(true)
+            .preopened_dir(dir, guest_path, FsPerms::ReadWrite)?
+            .build();
+        Ok(Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            grant: Grant::new(PathBuf::from(dir)),
+            processes: ProcessTable::new(),
+            ports: PortTable::default(),
+            log,
+        })
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
