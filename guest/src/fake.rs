@@ -63,6 +63,8 @@ pub struct State {
     pub sockets: Vec<(u16, TcpSocket, Option<Pid>)>,
     pub signals: Vec<(Pid, Signal)>,
     pub removed: Vec<String>,
+    /// Every `try_lock` call, granted or not.
+    pub lock_attempts: u32,
     pub logs: Vec<String>,
     pub readonly: bool,
 }
@@ -319,6 +321,7 @@ impl Host for Fake {
 
     fn try_lock(&self, path: &str, _wait_ms: u32) -> Result<Option<FakeLock>, Error> {
         let mut state = self.0.borrow_mut();
+        state.lock_attempts += 1;
         if state.readonly {
             return Err(Error::PermissionDenied(format!("{path}: read-only")));
         }

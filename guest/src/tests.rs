@@ -24,6 +24,7 @@ fn check_missing_file_is_none_without_side_effects() {
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
     assert!(fake.removed().is_empty());
     assert!(fake.signals().is_empty());
+    assert_eq!(fake.0.borrow().lock_attempts, 0, "not even a lock is taken");
 }
 
 #[test]
@@ -219,6 +220,11 @@ fn a_lock_holder_is_live_whatever_its_argv() {
     fake.spawn(4242, "node server.js");
     fake.write(PID_FILE, b"4242");
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
+    let report = preflight(&fake, PID_FILE, None).unwrap();
+    assert!(
+        report.server.unwrap().claimed,
+        "preflight says the server is managed"
+    );
     // ... but not when it started after the file was written.
     fake.spawn_at(4242, "node server.js", fake.now());
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
@@ -488,7 +494,7 @@ fn preflight_finds_the_server_from_the_pid_file_and_clears_it() {
     let report = preflight(&fake, PID_FILE, Some(5173)).unwrap();
     assert_eq!(report.verdict, Verdict::StaleServer);
     let server = report.server.unwrap();
-    assert!(server.holds_port && server.from_pid_file);
+    assert!(server.holds_port && server.from_pid_file && !server.claimed);
     assert!(matches!(report.port, PortStatus::HeldByServer));
 
     fake.0.borrow_mut().sockets.clear(); // the socket closes with the process

@@ -458,7 +458,7 @@ fn preflight(
         "port_status": port_json(&report.port),
         "server": report.server.as_ref().map(|s| json!({
             "pid": s.identity.pid, "command": s.command,
-            "holds_port": s.holds_port, "from_pid_file": s.from_pid_file,
+            "holds_port": s.holds_port, "from_pid_file": s.from_pid_file, "claimed": s.claimed,
         })),
         "verdict": match report.verdict {
             Verdict::Clear => "clear",
@@ -474,8 +474,13 @@ fn preflight(
             Some(p) => format!(", not on port {p}"),
             None => String::new(),
         };
+        let managed = if server.claimed {
+            ", claimed by a running pidman"
+        } else {
+            ""
+        };
         lines.push(format!(
-            "stale Bengal server: PID {} (`{}`){holds}; PID file: {file}",
+            "a server is running: PID {} (`{}`){holds}{managed}; PID file: {file}",
             server.identity.pid, server.command
         ));
     }
@@ -585,6 +590,19 @@ fn run_server(
         .map_err(|e| Error::Plugin(e.into()))?;
 
     let mut mgr = manager(cli, None)?;
+    // A server another pidman keeps claimed runs as intended: a second
+    // `run` names it and stops; it never kills it.
+    if let Some(server) = mgr.preflight(port)?.server.filter(|s| s.claimed) {
+        let pid = server.identity.pid;
+        return Ok(Outcome::new(
+            1,
+            format!(
+                "another server holds the PID file: PID {pid} (`{}`)",
+                server.command
+            ),
+            json!({"claimed": false, "holder": pid}),
+        ));
+    }
     let check = preflight(&mut mgr, port, yes, timeout, cli.json)?;
     if check.code != 0 {
         return Ok(check);

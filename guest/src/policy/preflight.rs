@@ -41,6 +41,45 @@ fn port_status(
     })
 }
 
+/// The live server the PID file names, described.
+fn server_from_pid_file(host: &impl Host, live: stale::LiveServer) -> Option<StaleServer> {
+    let (identity, command, _) = describe(host, live.pid)?;
+    Some(StaleServer {
+        identity,
+        command,
+        holds_port: false,
+        from_pid_file: true,
+        claimed: live.claimed,
+    })
+}
+
+/// A Bengal server listening on `port` (never the caller or its parent).
+fn bengal_listener(host: &impl Host, port: u16) -> Result<Option<StaleServer>, Error> {
+    let PortOwner::Listener(pid) = port::process_on_port(host, port)? else {
+        return Ok(None);
+    };
+    if kill::refusal(host, pid).is_some() {
+        return Ok(None);
+    }
+    let Some((identity, command, argv)) = describe(host, pid) else {
+        return Ok(None);
+    };
+    if !is_bengal_argv(&argv) {
+        return Ok(None);
+    }
+    host.log(
+        Level::Info,
+        &format!("Bengal server {pid} listens on {port}"),
+    );
+    Ok(Some(StaleServer {
+        identity,
+        command,
+        holds_port: true,
+        from_pid_file: false,
+        claimed: false,
+    }))
+}
+
 /// `preflight`: a stale server from the PID file; else a Bengal server
 /// listening on `port`. A port held by any other program is reported, never
 /// touched.
@@ -49,38 +88,14 @@ pub fn preflight(
     pid_file: &str,
     port: Option<u16>,
 ) -> Result<PreflightReport, Error> {
-    let mut server = None;
-    if let Some(pid) = stale::check_stale_pid(host, pid_file)? {
-        if let Some((identity, command, _)) = describe(host, pid) {
-            server = Some(StaleServer {
-                identity,
-                command,
-                holds_port: false,
-                from_pid_file: true,
-            });
-        }
-    }
-    if server.is_none() {
-        if let Some(port) = port {
-            if let PortOwner::Listener(pid) = port::process_on_port(host, port)? {
-                if kill::refusal(host, pid).is_none() {
-                    if let Some((identity, command, argv)) = describe(host, pid) {
-                        if is_bengal_argv(&argv) {
-                            host.log(
-                                Level::Info,
-                                &format!("Bengal server {pid} listens on {port}"),
-                            );
-                            server = Some(StaleServer {
-                                identity,
-                                command,
-                                holds_port: true,
-                                from_pid_file: false,
-                            });
-                        }
-                    }
-                }
-            }
-        }
+    let mut server = match stale::find_live_server(host, pid_file)? {
+        Some(live) => server_from_pid_file(host, live),
+        None => None,
+    };
+    if server.is_none()
+        && let Some(port) = port
+    {
+        server = bengal_listener(host, port)?;
     }
     let status = port_status(host, port, server.as_ref().map(|s| s.identity.pid))?;
     if let Some(server) = server.as_mut() {

@@ -223,13 +223,34 @@ fn remove_stale<L>(
     }
 }
 
+/// A live server that owns a PID file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveServer {
+    /// Its PID.
+    pub pid: Pid,
+    /// Whether another process keeps the lock (the server is managed).
+    pub claimed: bool,
+}
+
 /// `check-stale-pid`: the live server that owns `pid_file`, removing the
 /// file when it cannot be one's.
 pub fn check_stale_pid(host: &impl Host, pid_file: &str) -> Result<Option<Pid>, Error> {
+    Ok(find_live_server(host, pid_file)?.map(|server| server.pid))
+}
+
+/// [`check_stale_pid`], also telling whether the server's claim is held.
+pub fn find_live_server(host: &impl Host, pid_file: &str) -> Result<Option<LiveServer>, Error> {
+    // No file, no side effect: not even the lock file.
+    if let Err(Error::NotFound) = host.file_owner(pid_file) {
+        return Ok(None);
+    }
     let lock = lock(host, pid_file, CHECK_LOCK_WAIT_MS);
     match examine(host, pid_file, lock.held_elsewhere())? {
         Finding::Missing => Ok(None),
-        Finding::Live(pid) => Ok(Some(pid)),
+        Finding::Live(pid) => Ok(Some(LiveServer {
+            pid,
+            claimed: lock.held_elsewhere(),
+        })),
         Finding::Caller(pid) => {
             host.log(
                 Level::Debug,

@@ -145,10 +145,8 @@ fn find_inode_owner(inode: u64) -> Option<Pid> {
             continue;
         };
         match entry.metadata() {
-            Ok(meta) if meta.uid() == euid => {
-                if holds(pid, &wanted) {
-                    return Some(pid);
-                }
+            Ok(meta) if meta.uid() == euid && holds(pid, &wanted) => {
+                return Some(pid);
             }
             Ok(_) if euid == 0 => others.push(pid),
             _ => {}

@@ -33,14 +33,13 @@ pub fn refusal(processes: &mut ProcessTable, pid: Pid) -> Option<String> {
         _ => {}
     }
     let euid = nix::unistd::geteuid().as_raw();
-    if euid != 0 {
-        if let Ok(Some(uid)) = processes.inspect(pid).map(|info| info.uid) {
-            if uid != euid {
-                return Some(format!(
-                    "PID {pid} belongs to uid {uid}, and pidman (uid {euid}) signals only its own user's processes"
-                ));
-            }
-        }
+    if euid != 0
+        && let Ok(Some(uid)) = processes.inspect(pid).map(|info| info.uid)
+        && uid != euid
+    {
+        return Some(format!(
+            "PID {pid} belongs to uid {uid}, and pidman (uid {euid}) signals only its own user's processes"
+        ));
     }
     None
 }
