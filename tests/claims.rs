@@ -90,45 +90,110 @@ fn acquire_claims_for_the_caller_unless_a_server_holds_it() {
     assert_eq!(env.read_pid_file().unwrap(), server.pid().to_string());
 }
 
-/// One round of the race: `racers` Bengal servers each try to claim the
-/// same PID file at once; exactly one may win.
-fn race_round(racers: usize) {
+/// `rounds` rounds of the race: `racers` Bengal servers each try to claim
+/// the same (absent) PID file at once; exactly one may win each round.
+fn race(rounds: usize, racers: usize) {
     let env = TestEnv::new();
     let servers: Vec<Proc> = (0..racers).map(|_| bengal(&[])).collect();
-    let children: Vec<_> = servers
-        .iter()
-        .map(|s| {
-            env.command(&["acquire", "--pid", &s.pid().to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
-        .collect();
-    let winners = codes.iter().filter(|&&c| c == 0).count();
-    assert_eq!(winners, 1, "exit codes: {codes:?}");
-    assert!(codes.iter().all(|&c| c == 0 || c == 1), "{codes:?}");
-    let named: u32 = env.read_pid_file().unwrap().parse().unwrap();
-    assert!(servers.iter().any(|s| s.pid() == named));
+    for round in 0..rounds {
+        let _ = std::fs::remove_file(env.pid_file());
+        let children: Vec<_> = servers
+            .iter()
+            .map(|s| {
+                env.command(&["acquire", "--pid", &s.pid().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let codes: Vec<i32> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
+            .collect();
+        let winners = codes.iter().filter(|&&c| c == 0).count();
+        assert_eq!(winners, 1, "round {round}: exit codes {codes:?}");
+        assert!(
+            codes.iter().all(|&c| c == 0 || c == 1),
+            "round {round}: {codes:?}"
+        );
+        let named: u32 = env.read_pid_file().unwrap().parse().unwrap();
+        let winner = codes.iter().position(|&c| c == 0).unwrap();
+        assert_eq!(
+            named,
+            servers[winner].pid(),
+            "round {round}: the file names the winner"
+        );
+    }
 }
 
 #[test]
 fn racing_acquires_have_exactly_one_winner() {
-    for _ in 0..3 {
-        race_round(32);
-    }
+    race(5, 32);
 }
 
 #[test]
-#[ignore = "stress: 100 rounds of 32 racers (bench/stress.sh runs it)"]
+#[ignore = "stress: 100 rounds of 32 racers (run by bench/stress.sh, which CI calls)"]
 fn racing_acquires_stress() {
-    for _ in 0..100 {
-        race_round(32);
+    race(100, 32);
+}
+
+/// SIGKILL `writes` writers at random points: the file always holds a
+/// complete PID, the last one written or the one before.
+fn killed_writers(writes: u32) {
+    let env = TestEnv::new();
+    env.run(&["write", "--pid", "1000000"]).expect(0);
+    let mut committed = 1_000_000u32;
+    let mut seed = 0x9e37_79b9_u32;
+    let mut completed = 0;
+    for i in 0..writes {
+        let pid = 1_000_001 + i;
+        let mut writer = env
+            .command(&["write", "--pid", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        std::thread::sleep(Duration::from_micros(u64::from(seed % 4_000)));
+        let _ = writer.kill();
+        let status = writer.wait().unwrap();
+        let now: u32 = env
+            .read_pid_file()
+            .expect("the PID file never disappears")
+            .parse()
+            .expect("the PID file always holds a complete PID");
+        assert!(
+            now == committed || now == pid,
+            "write {i}: found {now}, expected {committed} or {pid}"
+        );
+        if status.success() {
+            assert_eq!(now, pid, "a finished write is durable");
+            completed += 1;
+        }
+        committed = now;
     }
+    eprintln!("{writes} writers killed at random points, {completed} finished first");
+    // The next write sweeps the temporary files the dead writers left.
+    env.run(&["write", "--pid", "42"]).expect(0);
+    let names: Vec<String> = std::fs::read_dir(env.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![".bengal.pid".to_owned()]);
+}
+
+#[test]
+fn a_killed_writer_never_leaves_a_partial_file() {
+    killed_writers(100);
+}
+
+#[test]
+#[ignore = "stress: 1000 killed writers (run by bench/stress.sh, which CI calls)"]
+fn a_killed_writer_never_leaves_a_partial_file_stress() {
+    killed_writers(1_000);
 }
 
 fn pidman_run(env: &TestEnv, script: &str) -> Proc {

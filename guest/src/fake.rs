@@ -350,8 +350,12 @@ impl Host for Fake {
         })
     }
 
-    fn write_file_atomic(&self, path: &str, contents: &[u8]) -> Result<(), Error> {
+    fn write_file_atomic(&self, path: &str, temp: &str, contents: &[u8]) -> Result<(), Error> {
         let mut state = self.0.borrow_mut();
+        assert!(
+            temp.ends_with(".tmp") && temp != path,
+            "a separate temporary file"
+        );
         if state.readonly {
             return Err(Error::PermissionDenied(format!("{path}: read-only")));
         }
@@ -368,6 +372,18 @@ impl Host for Fake {
             },
         );
         Ok(())
+    }
+
+    fn list_dir(&self, dir: &str) -> Result<Vec<String>, Error> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let state = self.0.borrow();
+        Ok(state
+            .files
+            .keys()
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .filter(|rest| !rest.contains('/'))
+            .map(str::to_owned)
+            .collect())
     }
 
     fn remove_file(&self, path: &str) -> Result<(), Error> {

@@ -51,9 +51,12 @@ pub trait Host {
     fn try_lock(&self, path: &str, wait_ms: u32) -> Result<Option<Self::Lock>, Error>;
     /// Read at most `limit` bytes of a regular file, never through a symlink.
     fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error>;
-    /// Replace `path` atomically: temporary file, fsync, rename, directory
-    /// fsync; creates the directory when missing.
-    fn write_file_atomic(&self, path: &str, contents: &[u8]) -> Result<(), Error>;
+    /// Replace `path` atomically: write `temp` (created afresh, never
+    /// through a symlink), fsync, rename it over `path`, fsync the
+    /// directory; creates the directory when missing.
+    fn write_file_atomic(&self, path: &str, temp: &str, contents: &[u8]) -> Result<(), Error>;
+    /// The names in directory `dir`.
+    fn list_dir(&self, dir: &str) -> Result<Vec<String>, Error>;
     /// Remove `path` itself (a symlink is removed, not its target).
     fn remove_file(&self, path: &str) -> Result<(), Error>;
     /// Pause the caller.

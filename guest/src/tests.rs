@@ -386,6 +386,17 @@ fn write_stores_the_bare_decimal_pid() {
 }
 
 #[test]
+fn write_sweeps_only_dead_writers_temporary_files() {
+    let fake = Fake::new();
+    fake.spawn(4242, "pidman write");
+    fake.write("/srv/site/..bengal.pid.7777.tmp", b"12"); // writer gone
+    fake.write("/srv/site/..bengal.pid.4242.tmp", b"34"); // writer alive
+    fake.write("/srv/site/notes.tmp", b"x");
+    write_pid_file(&fake, PID_FILE, Some(77)).unwrap();
+    assert_eq!(fake.removed(), vec!["/srv/site/..bengal.pid.7777.tmp"]);
+}
+
+#[test]
 fn remove_with_an_expected_pid_keeps_a_successors_file() {
     let fake = Fake::new();
     fake.write(PID_FILE, b"77");

@@ -81,28 +81,25 @@ impl Host for WasiHost {
         Ok(FileRead { bytes, modified_ms })
     }
 
-    fn write_file_atomic(&self, path: &str, contents: &[u8]) -> Result<(), Error> {
+    fn write_file_atomic(&self, path: &str, temp: &str, contents: &[u8]) -> Result<(), Error> {
         let target = Path::new(path);
         let dir = target
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .ok_or_else(|| Error::Invalid(format!("{path} has no parent directory")))?;
-        let name = target
-            .file_name()
-            .ok_or_else(|| Error::Invalid(format!("{path} does not name a file")))?;
         fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), e))?;
-
-        let nonce = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let tmp = dir.join(format!(
-            ".{}.{}.{nonce:08x}.tmp",
-            name.to_string_lossy(),
-            self.own_pid()
-        ));
+        let tmp = Path::new(temp);
         let written = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            // O_CREAT|O_EXCL: never opens an existing file or a symlink. A
+            // leftover of a dead writer is removed (the link itself) first.
+            let create = || OpenOptions::new().write(true).create_new(true).open(tmp);
+            let mut file = match create() {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    fs::remove_file(tmp)?;
+                    create()?
+                }
+                other => other?,
+            };
             file.write_all(contents)?;
             file.sync_all()?;
             fs::rename(&tmp, target)?;
@@ -113,6 +110,16 @@ impl Host for WasiHost {
             return Err(io_error(path, e));
         }
         Ok(())
+    }
+
+    fn list_dir(&self, dir: &str) -> Result<Vec<String>, Error> {
+        fs::read_dir(dir)
+            .and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .map_err(|e| io_error(dir, e))
     }
 
     fn remove_file(&self, path: &str) -> Result<(), Error> {

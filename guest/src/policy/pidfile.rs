@@ -30,6 +30,31 @@ pub fn lock_path(pid_file: &str) -> String {
     format!("{pid_file}.lock")
 }
 
+/// The temporary file a writer with PID `writer` prepares `pid_file` in:
+/// `.<name>.<writer>.tmp` beside it. No two live writers share a PID, so no
+/// two share a temporary file.
+pub fn temp_path(pid_file: &str, writer: Pid) -> String {
+    match pid_file.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/.{name}.{writer}.tmp"),
+        None => format!(".{pid_file}.{writer}.tmp"),
+    }
+}
+
+/// The writer PID in a directory entry that is one of `pid_file`'s
+/// temporary files.
+pub fn temp_writer(pid_file: &str, entry: &str) -> Option<Pid> {
+    let name = pid_file.rsplit_once('/').map_or(pid_file, |(_, name)| name);
+    let digits = entry
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// What a PID file holds: the bare decimal PID, which Bengal's Python
 /// `int()` parses.
 pub fn contents(pid: Pid) -> String {
@@ -138,6 +163,22 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse(input).as_ref(), Err(want), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn temporary_files_name_their_writer() {
+        let file = "/srv/site/.bengal.pid";
+        assert_eq!(temp_path(file, 42), "/srv/site/..bengal.pid.42.tmp");
+        assert_eq!(temp_writer(file, "..bengal.pid.42.tmp"), Some(42));
+        for other in [
+            ".bengal.pid",
+            "..bengal.pid..tmp",
+            "..bengal.pid.4x.tmp",
+            ".x.42.tmp",
+            "..bengal.pid.42",
+        ] {
+            assert_eq!(temp_writer(file, other), None, "{other}");
         }
     }
 

@@ -275,9 +275,37 @@ fn validate_pid(pid: Pid) -> Result<Pid, Error> {
 /// `write-pid-file`: the PID (default: the caller's), atomically.
 pub fn write_pid_file(host: &impl Host, pid_file: &str, pid: Option<Pid>) -> Result<Pid, Error> {
     let pid = validate_pid(pid.unwrap_or_else(|| host.own_pid()))?;
-    host.write_file_atomic(pid_file, pidfile::contents(pid).as_bytes())?;
+    let temp = pidfile::temp_path(pid_file, host.own_pid());
+    host.write_file_atomic(pid_file, &temp, pidfile::contents(pid).as_bytes())?;
     host.log(Level::Info, &format!("wrote PID {pid} to {pid_file}"));
+    sweep_dead_writers(host, pid_file);
     Ok(pid)
+}
+
+/// Remove the temporary files of writers that died mid-write (SIGKILL,
+/// power loss): only those whose writer PID no longer runs.
+fn sweep_dead_writers(host: &impl Host, pid_file: &str) {
+    let Some((dir, _)) = pid_file.rsplit_once('/') else {
+        return;
+    };
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let Ok(entries) = host.list_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let Some(writer) = pidfile::temp_writer(pid_file, &entry) else {
+            continue;
+        };
+        if writer != host.own_pid() && host.process_state(writer) == Ok(ProcessState::Gone) {
+            let path = format!("{}/{entry}", dir.trim_end_matches('/'));
+            if host.remove_file(&path).is_ok() {
+                host.log(
+                    Level::Info,
+                    &format!("removed {path}, left by writer {writer} that died"),
+                );
+            }
+        }
+    }
 }
 
 /// `remove-pid-file`: remove it; with `expected`, only when it names that
