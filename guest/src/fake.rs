@@ -290,12 +290,12 @@ impl Host for Fake {
         }
     }
 
-    fn sockets(&self, port: u16) -> Result<Vec<TcpSocket>, Error> {
+    fn sockets(&self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
         let state = self.0.borrow();
         Ok(state
             .sockets
             .iter()
-            .filter(|(p, ..)| *p == port)
+            .filter(|(p, s, _)| *p == port && (s.state == TcpState::Listen) == listening)
             .map(|(_, s, _)| s.clone())
             .collect())
     }

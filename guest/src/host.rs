@@ -41,8 +41,8 @@ pub trait Host {
     fn send(&self, target: ProcessIdentity, signal: Signal) -> Result<(), Error>;
     /// Wait for the identified process to end; true when it did.
     fn wait_exit(&self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error>;
-    /// Every TCP socket on a local port.
-    fn sockets(&self, port: u16) -> Result<Vec<TcpSocket>, Error>;
+    /// The TCP sockets on a local port: the listeners, or all the others.
+    fn sockets(&self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error>;
     /// The process holding a socket, when visible.
     fn socket_owner(&self, handle: u64) -> Result<Option<Pid>, Error>;
     /// Owner and mode of a path, not following symlinks.

@@ -49,8 +49,8 @@ impl Host for WasiHost {
         signals::wait_exit(target, timeout_ms)
     }
 
-    fn sockets(&self, port: u16) -> Result<Vec<TcpSocket>, Error> {
-        ports::sockets(port)
+    fn sockets(&self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
+        ports::sockets(port, listening)
     }
 
     fn socket_owner(&self, handle: u64) -> Result<Option<Pid>, Error> {

@@ -140,7 +140,12 @@ impl PidManager {
         let mut session = plugin.instantiate(&root, verbose)?;
         let root_str = paths::utf8(&root)?;
         let pid_file = session.call(|g, s| g.call_get_pid_file(s, root_str))?;
-        Self::for_pid_file(plugin, Path::new(&pid_file), verbose)
+        let (grant, pid_file) = paths::resolve_file(Path::new(&pid_file))?;
+        if grant == root {
+            return Ok(Self { session, pid_file });
+        }
+        let session = plugin.instantiate(&grant, verbose)?;
+        Ok(Self { session, pid_file })
     }
 
     /// The manager for an explicit PID file. The plugin may touch only its

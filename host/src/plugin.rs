@@ -27,6 +27,9 @@ pub(crate) mod bindings {
 /// The plugin built from `guest/` and embedded at build time.
 pub const EMBEDDED_GUEST: &[u8] = include_bytes!(env!("PIDMAN_GUEST_WASM"));
 
+/// [`component_hash`] of [`EMBEDDED_GUEST`], computed by build.rs.
+const EMBEDDED_GUEST_HASH: &str = env!("PIDMAN_GUEST_HASH");
+
 /// Fuel for one call: plenty for any real decision (a `check` burns about
 /// a hundred thousand), and about a second of a runaway loop.
 pub const FUEL_PER_CALL: u64 = 1_000_000_000;
@@ -43,7 +46,8 @@ pub struct Plugin {
 impl Plugin {
     /// The plugin embedded in this binary.
     pub fn embedded() -> Result<Self> {
-        Self::from_bytes(EMBEDDED_GUEST)
+        let hash = u64::from_str_radix(EMBEDDED_GUEST_HASH, 16)?;
+        Self::load(EMBEDDED_GUEST, hash)
     }
 
     /// Another build of the plugin, from a `.wasm` component file.
@@ -56,10 +60,14 @@ impl Plugin {
 
     /// A plugin from component bytes, through the precompiled cache.
     pub fn from_bytes(wasm: &[u8]) -> Result<Self> {
+        Self::load(wasm, component_hash(wasm))
+    }
+
+    fn load(wasm: &[u8], wasm_hash: u64) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
-        let component = load_component(&engine, wasm)?;
+        let component = load_component(&engine, wasm, wasm_hash)?;
         let mut linker = Linker::<PluginState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
@@ -155,8 +163,8 @@ fn explain_trap(e: wasmtime::Error) -> anyhow::Error {
 /// Compile `wasm`, or load its precompiled form from the cache. The key is
 /// the component's hash and the engine's compatibility hash (wasmtime
 /// version and features); a corrupt or incompatible entry is recompiled.
-fn load_component(engine: &Engine, wasm: &[u8]) -> Result<Component> {
-    let Some(path) = cache_path(engine, wasm) else {
+fn load_component(engine: &Engine, wasm: &[u8], wasm_hash: u64) -> Result<Component> {
+    let Some(path) = cache_path(engine, wasm_hash) else {
         return Component::new(engine, wasm).map_err(anyhow::Error::from);
     };
     if path.is_file() {
@@ -188,9 +196,17 @@ fn cache_dir() -> Option<PathBuf> {
     Some(base.join("pidman"))
 }
 
-fn cache_path(engine: &Engine, wasm: &[u8]) -> Option<PathBuf> {
+/// The component half of the cache key (build.rs computes the same for the
+/// embedded plugin).
+fn component_hash(wasm: &[u8]) -> u64 {
     let mut hasher = DefaultHasher::new();
     wasm.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn cache_path(engine: &Engine, wasm_hash: u64) -> Option<PathBuf> {
+    let mut hasher = DefaultHasher::new();
+    wasm_hash.hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
     Some(cache_dir()?.join(format!("{:016x}.cwasm", hasher.finish())))
 }

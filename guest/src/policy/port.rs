@@ -1,7 +1,7 @@
 //! Who holds a TCP port: listeners first, any other socket only when
 //! nothing listens.
 
-use crate::bengal::pid_manager::ports::{TcpSocket, TcpState};
+use crate::bengal::pid_manager::ports::TcpSocket;
 use crate::bengal::pid_manager::types::Error;
 use crate::exports::bengal::pid_manager::manager::PortOwner;
 use crate::host::Host;
@@ -13,17 +13,17 @@ pub fn process_on_port(host: &impl Host, port: u16) -> Result<PortOwner, Error> 
             "port 0 is not a port one can listen on".into(),
         ));
     }
-    let sockets = host.sockets(port)?;
-    let listeners: Vec<&TcpSocket> = sockets
-        .iter()
-        .filter(|s| s.state == TcpState::Listen)
-        .collect();
+    let listeners = host.sockets(port, true)?;
     if !listeners.is_empty() {
         return owner_of(host, &listeners, PortOwner::Listener);
     }
     // A socket no process holds (handle 0: time-wait, a closed
     // connection's remains) does not keep a server from binding.
-    let held: Vec<&TcpSocket> = sockets.iter().filter(|s| s.handle != 0).collect();
+    let held: Vec<TcpSocket> = host
+        .sockets(port, false)?
+        .into_iter()
+        .filter(|s| s.handle != 0)
+        .collect();
     if !held.is_empty() {
         return owner_of(host, &held, PortOwner::Holder);
     }
@@ -33,7 +33,7 @@ pub fn process_on_port(host: &impl Host, port: u16) -> Result<PortOwner, Error> 
 /// The first socket whose owner is visible, else "in use, owner unknown".
 fn owner_of(
     host: &impl Host,
-    sockets: &[&TcpSocket],
+    sockets: &[TcpSocket],
     found: fn(u32) -> PortOwner,
 ) -> Result<PortOwner, Error> {
     for socket in sockets {

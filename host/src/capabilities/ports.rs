@@ -1,5 +1,7 @@
 //! `ports`: the TCP sockets on a local port and their owners. On Linux from
-//! `/proc/net/tcp` and `/proc/net/tcp6`, then the socket inode's holder from
+//! the kernel's sock_diag netlink interface (what `ss` uses; asking for
+//! listeners only spares the kernel its walk of every connection), falling
+//! back to `/proc/net/tcp{,6}`; then the socket inode's holder from
 //! `/proc/<pid>/fd` (the caller's own user's processes first, stopping at
 //! the first match): no subprocess. Where `/proc` is missing, `lsof`.
 
@@ -22,15 +24,26 @@ pub struct PortTable {
 }
 
 impl PortTable {
-    /// Every TCP socket on local `port`.
-    pub fn sockets(&mut self, port: u16) -> Result<Vec<TcpSocket>, Error> {
+    /// The TCP sockets on local `port`: listeners, or all the others.
+    pub fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
+        if let Ok(sockets) = sock_diag::sockets(port, listening) {
+            return Ok(sockets);
+        }
         if !Path::new(PROC_TCP[0].0).exists() {
-            return self.lsof_listeners(port);
+            return if listening {
+                self.lsof_listeners(port)
+            } else {
+                Ok(Vec::new())
+            };
         }
         let mut sockets = Vec::new();
         for (path, ipv6) in PROC_TCP {
             match std::fs::read_to_string(path) {
-                Ok(table) => sockets.extend(parse_proc_net_tcp(&table, port, ipv6)),
+                Ok(table) => sockets.extend(
+                    parse_proc_net_tcp(&table, port, ipv6)
+                        .into_iter()
+                        .filter(|s| (s.state == TcpState::Listen) == listening),
+                ),
                 // A kernel without IPv6 has no tcp6 table.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && ipv6 => {}
                 Err(e) => return Err(super::io_error(path, &e)),
@@ -163,9 +176,157 @@ fn holds(pid: Pid, wanted: &str) -> bool {
         .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted))
 }
 
+/// `NETLINK_SOCK_DIAG` dumps of TCP sockets (see `sock_diag(7)`).
+mod sock_diag {
+    use std::io;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use super::{TcpSocket, TcpState};
+
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const TCP_LISTEN: u8 = 10;
+    /// `struct inet_diag_req_v2` after the 16-byte `nlmsghdr`.
+    const REQUEST_LEN: usize = 16 + 56;
+    /// `struct inet_diag_msg`.
+    const MSG_LEN: usize = 72;
+
+    /// TCP sockets on local `port`, IPv4 and IPv6: listeners, or the rest.
+    pub fn sockets(port: u16, listening: bool) -> io::Result<Vec<TcpSocket>> {
+        // TCP states 1..=11; 12 (TCP_NEW_SYN_RECV) holds no process.
+        let states: u32 = if listening {
+            1 << TCP_LISTEN
+        } else {
+            0xffe & !(1 << TCP_LISTEN)
+        };
+        let mut found = Vec::new();
+        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+            dump(family, states, port, &mut found)?;
+        }
+        Ok(found)
+    }
+
+    fn dump(family: u8, states: u32, port: u16, found: &mut Vec<TcpSocket>) -> io::Result<()> {
+        // SAFETY: plain socket(2); a non-negative result is ours to own.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        let mut request = [0u8; REQUEST_LEN];
+        request[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
+        request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        request[6..8].copy_from_slice(&flags.to_ne_bytes());
+        request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        request[16] = family;
+        request[17] = libc::IPPROTO_TCP as u8;
+        request[20..24].copy_from_slice(&states.to_ne_bytes());
+        // SAFETY: an all-zero sockaddr_nl is valid; we set its family.
+        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        kernel.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: the buffer and address outlive the call; lengths match.
+        let sent = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                request.as_ptr().cast(),
+                request.len(),
+                0,
+                (&kernel as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: `buf` is valid for writes of its length.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut at = 0;
+            let n = n as usize;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap());
+                if len < 16 || at + len > n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "short netlink message",
+                    ));
+                }
+                match kind {
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_ERROR => {
+                        let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
+                        return Err(io::Error::from_raw_os_error(-code));
+                    }
+                    _ if len >= 16 + MSG_LEN => {
+                        if let Some(socket) = parse(&buf[at + 16..at + 16 + MSG_LEN], port) {
+                            found.push(socket);
+                        }
+                    }
+                    _ => {}
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+
+    /// One `inet_diag_msg`, if its local port is `port`.
+    fn parse(msg: &[u8], port: u16) -> Option<TcpSocket> {
+        let sport = u16::from_be_bytes([msg[4], msg[5]]);
+        if sport != port {
+            return None;
+        }
+        let ipv6 = msg[0] == libc::AF_INET6 as u8;
+        let src = &msg[8..24];
+        let local_address = if ipv6 {
+            Ipv6Addr::from(<[u8; 16]>::try_from(src).ok()?).to_string()
+        } else {
+            Ipv4Addr::new(src[0], src[1], src[2], src[3]).to_string()
+        };
+        let state = match msg[1] {
+            TCP_LISTEN => TcpState::Listen,
+            1 => TcpState::Established,
+            _ => TcpState::Other,
+        };
+        let uid = u32::from_ne_bytes(msg[64..68].try_into().ok()?);
+        let inode = u32::from_ne_bytes(msg[68..72].try_into().ok()?);
+        Some(TcpSocket {
+            ipv6,
+            local_address,
+            state,
+            uid,
+            handle: u64::from(inode),
+        })
+    }
+}
+
 impl Host for PluginState {
-    fn sockets(&mut self, port: u16) -> wasmtime::Result<Result<Vec<TcpSocket>, Error>> {
-        Ok(self.ports.sockets(port))
+    fn sockets(
+        &mut self,
+        port: u16,
+        listening: bool,
+    ) -> wasmtime::Result<Result<Vec<TcpSocket>, Error>> {
+        Ok(self.ports.sockets(port, listening))
     }
 
     fn owner(&mut self, handle: u64) -> wasmtime::Result<Result<Option<Pid>, Error>> {
@@ -199,6 +360,33 @@ mod tests {
         assert_eq!(rows[1].state, TcpState::Established);
         // Port 0x1435 as a remote port (row 3) does not count.
         assert!(rows.iter().all(|r| r.handle != 0));
+    }
+
+    #[test]
+    fn sock_diag_and_proc_find_the_same_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let diag = sock_diag::sockets(port, true).expect("sock_diag works here");
+        assert_eq!(diag.len(), 1);
+        assert_eq!(diag[0].local_address, "127.0.0.1");
+        assert_eq!(diag[0].state, TcpState::Listen);
+        assert!(sock_diag::sockets(port, false).unwrap().is_empty());
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let proc_rows = parse_proc_net_tcp(&table, port, false);
+        assert_eq!(proc_rows.len(), 1);
+        assert_eq!(proc_rows[0].handle, diag[0].handle, "the same inode");
+        assert_eq!(find_inode_owner(diag[0].handle), Some(std::process::id()));
+    }
+
+    #[test]
+    fn sock_diag_sees_connections_when_asked_for_the_rest() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let rest = sock_diag::sockets(port, false).unwrap();
+        assert_eq!(rest.len(), 1, "the accepted connection: {rest:?}");
+        assert_eq!(rest[0].state, TcpState::Established);
     }
 
     #[test]
