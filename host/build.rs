@@ -71,7 +71,8 @@ fn main() {
         .join("guest")
         .join("pidman_guest.wasm");
     let embedded = out.join("pidman_guest.wasm");
-    std::fs::copy(&wasm, &embedded).expect("copy the guest component");
+    let component = std::fs::read(&wasm).expect("read the guest component");
+    std::fs::write(&embedded, strip_names(&component)).expect("write the guest component");
     println!("cargo::rustc-env=PIDMAN_GUEST_WASM={}", embedded.display());
     // The cache key's half that depends on the component, computed here so
     // that a cold `pidman` does not hash 180 KB at every start.
@@ -80,6 +81,42 @@ fn main() {
         "cargo::rustc-env=PIDMAN_GUEST_HASH={:016x}",
         component_hash(&bytes)
     );
+}
+
+/// The component without its top-level `component-name` custom section
+/// (about 10 KB of debugging names that `strip = true` leaves in place).
+fn strip_names(component: &[u8]) -> Vec<u8> {
+    fn leb(bytes: &[u8], at: &mut usize) -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+    }
+    let mut out = component[..8].to_vec();
+    let mut at = 8;
+    while at < component.len() {
+        let start = at;
+        let id = component[at];
+        at += 1;
+        let size = leb(component, &mut at);
+        let body = at;
+        at += size;
+        if id == 0 {
+            let mut name_at = body;
+            let len = leb(component, &mut name_at);
+            if &component[name_at..name_at + len] == b"component-name" {
+                continue;
+            }
+        }
+        out.extend_from_slice(&component[start..at]);
+    }
+    out
 }
 
 /// Must match `plugin::component_hash` (SipHash, fixed keys, same std).

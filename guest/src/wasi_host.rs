@@ -73,10 +73,23 @@ impl Host for WasiHost {
                 "{path} is a directory, not a PID file"
             )));
         }
-        let mut bytes = Vec::with_capacity(limit.min(128));
-        file.take(limit as u64)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error(path, e))?;
+        // One read into a buffer of the limit's size (a PID file fits; a
+        // longer file is cut at the limit), then reads only until EOF.
+        let mut bytes = vec![0u8; limit];
+        let mut len = 0;
+        let mut file = file;
+        while len < limit {
+            match file.read(&mut bytes[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(path, e)),
+            }
+            if len as u64 >= meta.len() {
+                break;
+            }
+        }
+        bytes.truncate(len);
         let modified_ms = meta.modified().map(millis_since_epoch).unwrap_or(0);
         Ok(FileRead { bytes, modified_ms })
     }
@@ -102,11 +115,11 @@ impl Host for WasiHost {
             };
             file.write_all(contents)?;
             file.sync_all()?;
-            fs::rename(&tmp, target)?;
+            fs::rename(tmp, target)?;
             File::open(dir)?.sync_all()
         })();
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(tmp);
             return Err(io_error(path, e));
         }
         Ok(())

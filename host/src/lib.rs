@@ -32,6 +32,7 @@ mod capabilities;
 pub mod cli;
 mod paths;
 mod plugin;
+pub mod procfs;
 mod state;
 
 use std::fmt;

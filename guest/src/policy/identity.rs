@@ -23,7 +23,9 @@ pub fn is_bengal_argv(argv: &[String]) -> bool {
     argv.iter()
         .rposition(|arg| {
             let base = arg.rsplit(['/', '\\']).next().unwrap_or(arg);
-            BENGAL_PROGRAMS.contains(&base.to_lowercase().as_str())
+            // ASCII lower-casing: no other character lower-cases to a letter of
+            // these names, and it spares the plugin Unicode's case tables.
+            BENGAL_PROGRAMS.contains(&base.to_ascii_lowercase().as_str())
         })
         .and_then(|at| argv.get(at + 1))
         .is_some_and(|next| SERVE_COMMANDS.contains(&next.as_str()))

@@ -54,6 +54,21 @@ pub enum Finding {
     Stale { reason: String, bytes: Vec<u8> },
 }
 
+/// An error's text for a log line.
+fn describe(e: &Error) -> &str {
+    match e {
+        Error::NotFound => "not found",
+        Error::Changed => "changed",
+        Error::PermissionDenied(m)
+        | Error::Denied(m)
+        | Error::Invalid(m)
+        | Error::Survived(m)
+        | Error::Untrusted(m)
+        | Error::Unsupported(m)
+        | Error::Io(m) => m,
+    }
+}
+
 /// Take the lock for a decision about `pid_file`.
 pub fn lock<H: Host>(host: &H, pid_file: &str, wait_ms: u32) -> LockState<H::Lock> {
     match host.try_lock(&pidfile::lock_path(pid_file), wait_ms) {
@@ -62,7 +77,10 @@ pub fn lock<H: Host>(host: &H, pid_file: &str, wait_ms: u32) -> LockState<H::Loc
         Err(e) => {
             host.log(
                 Level::Warn,
-                &format!("no lock for {pid_file} ({e:?}): nothing will be removed"),
+                &format!(
+                    "no lock for {pid_file} ({}): nothing will be removed",
+                    describe(&e)
+                ),
             );
             LockState::Unavailable
         }
