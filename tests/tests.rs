@@ -8,4 +8,5 @@ mod check;
 mod claims;
 mod cli;
 mod kill;
+mod limits;
 mod ports;

@@ -66,6 +66,8 @@ impl Plugin {
     fn load(wasm: &[u8], wasm_hash: u64) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(true);
+        // Errors stay one line, and traps stay cheap.
+        config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let component = load_component(&engine, wasm, wasm_hash)?;
         let mut linker = Linker::<PluginState>::new(&engine);
@@ -84,6 +86,7 @@ impl Plugin {
         let limits = StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
             .instances(16)
+            .trap_on_grow_failure(true)
             .build();
         let state = PluginState::new(
             dir,

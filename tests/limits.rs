@@ -1,0 +1,112 @@
+//! The host's hard limits, proven with a deliberately broken plugin
+//! (`tests/plugins/broken`): a loop, unbounded allocation, a crash, and a
+//! reach outside the granted directory. Each is stopped and reported as one
+//! clear error; the host survives and the PID file is untouched.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::*;
+
+/// Build the broken plugin once per test run.
+fn broken_plugin() -> &'static str {
+    static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
+    PLUGIN
+        .get_or_init(|| {
+            let manifest = fixture("../plugins/broken/Cargo.toml");
+            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("broken-plugin");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .status()
+                .expect("run cargo for the broken plugin");
+            assert!(status.success(), "building tests/plugins/broken failed");
+            target.join("wasm32-wasip2/release/pidman_broken_plugin.wasm")
+        })
+        .to_str()
+        .unwrap()
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_fuel() {
+    let env = TestEnv::new();
+    env.write_pid_file("123\n");
+    let run = env.run(&["--plugin", broken_plugin(), "check"]);
+    run.expect(2);
+    assert!(run.stderr.contains("fuel"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        run.stderr
+    );
+    assert_eq!(
+        env.read_pid_file().as_deref(),
+        Some("123\n"),
+        "the PID file is untouched"
+    );
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_at_the_memory_limit() {
+    let env = TestEnv::new();
+    let run = env.run(&["--plugin", broken_plugin(), "is-bengal", "5"]);
+    run.expect(2);
+    assert!(run.stderr.contains("memory limit"), "{}", run.stderr);
+}
+
+#[test]
+fn a_crash_is_an_error_not_a_host_crash() {
+    let env = TestEnv::new();
+    let mut sleep = sleeper();
+    let run = env.run(&[
+        "--json",
+        "--plugin",
+        broken_plugin(),
+        "kill",
+        &sleep.pid().to_string(),
+    ]);
+    run.expect(2);
+    let json = run.json();
+    assert_eq!(json["error"]["kind"], "plugin");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("crashed"),
+        "{json}"
+    );
+    assert!(sleep.running());
+}
+
+#[test]
+fn the_plugin_sees_only_the_pid_files_directory() {
+    let env = TestEnv::new();
+    let run = env.run(&["--plugin", broken_plugin(), "write"]);
+    run.expect(2);
+    assert!(run.stderr.contains("/etc/pidman-escape"), "{}", run.stderr);
+    assert!(!std::path::Path::new("/etc/pidman-escape").exists());
+}
+
+#[test]
+fn the_library_survives_a_trap_and_says_so_on_the_next_call() {
+    let env = TestEnv::new();
+    let plugin = pidman::Plugin::from_file(std::path::Path::new(broken_plugin())).unwrap();
+    let mut pids = pidman::PidManager::in_root(&plugin, env.root(), false).unwrap();
+    let first = pids.check_stale_pid().unwrap_err();
+    assert_eq!(first.kind(), "plugin");
+    let second = pids.check_stale_pid().unwrap_err();
+    assert!(second.to_string().contains("failed earlier"), "{second}");
+}
