@@ -104,7 +104,8 @@ fn the_plugin_sees_only_the_pid_files_directory() {
 fn the_library_survives_a_trap_and_says_so_on_the_next_call() {
     let env = TestEnv::new();
     let plugin = pidman::Plugin::from_file(std::path::Path::new(broken_plugin())).unwrap();
-    let mut pids = pidman::PidManager::in_root(&plugin, env.root(), false).unwrap();
+    let mut pids =
+        pidman::PidManager::in_root(&plugin, env.root(), pidman::Native::default(), false).unwrap();
     let first = pids.check_stale_pid().unwrap_err();
     assert_eq!(first.kind(), "plugin");
     let second = pids.check_stale_pid().unwrap_err();

@@ -10,3 +10,4 @@ mod cli;
 mod kill;
 mod limits;
 mod ports;
+mod simulated;

@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::{
-    Claim, ClearReport, Error, GuestError, KillOutcome, PidManager, Plugin, PortOwner, PortStatus,
-    PreflightReport, Verdict,
+    Claim, ClearReport, Error, GuestError, KillOutcome, Native, PidManager, Plugin, PortOwner,
+    PortStatus, PreflightReport, Verdict,
 };
 
 /// A PID-file manager for dev servers: find a stale server, prove it is
@@ -235,9 +235,10 @@ fn plugin(cli: &Cli) -> Result<Plugin, Error> {
 /// run time), and every claim a command keeps is released explicitly.
 fn manager(cli: &Cli, pid_file: Option<&Path>) -> Result<&'static mut PidManager, Error> {
     let plugin = plugin(cli)?;
+    let backend = Native::default();
     let manager = match pid_file {
-        Some(file) => PidManager::for_pid_file(&plugin, file, cli.verbose),
-        None => PidManager::in_root(&plugin, &cli.root, cli.verbose),
+        Some(file) => PidManager::for_pid_file(&plugin, file, backend, cli.verbose),
+        None => PidManager::in_root(&plugin, &cli.root, backend, cli.verbose),
     }?;
     std::mem::forget(plugin);
     Ok(Box::leak(Box::new(manager)))
@@ -626,7 +627,9 @@ fn run_server(
             ));
         }
     };
-    let lock_fd = guard.lock_fd();
+    let lock_fd = guard
+        .lock_fd()
+        .expect("the native backend's lock is a file descriptor");
     let mut child_cmd = std::process::Command::new(&command[0]);
     child_cmd.args(&command[1..]);
     // SAFETY: only async-signal-safe fcntl between fork and exec: the child

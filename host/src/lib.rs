@@ -28,11 +28,14 @@
 
 #![deny(missing_docs)]
 
+pub mod backend;
 mod capabilities;
 pub mod cli;
+mod host_impl;
 mod paths;
 mod plugin;
 pub mod procfs;
+pub mod simulated;
 mod state;
 
 use std::fmt;
@@ -41,7 +44,8 @@ use std::time::Duration;
 
 use wasmtime::component::Resource;
 
-use crate::capabilities::files::LockFile;
+use crate::backend::HeldLock;
+pub use crate::backend::{Backend, Native};
 pub use crate::plugin::Plugin;
 use crate::plugin::Session;
 pub use crate::plugin::bindings::bengal::pid_manager::types::{
@@ -112,9 +116,9 @@ impl From<anyhow::Error> for Error {
 }
 
 /// The result of [`PidManager::acquire`].
-pub enum Claim<'m> {
+pub enum Claim<'m, B: Backend = Native> {
     /// The PID file is ours until the guard drops.
-    Claimed(Guard<'m>),
+    Claimed(Guard<'m, B>),
     /// A live server holds it (its PID, when the file names one).
     Held {
         /// The holder's PID; none while another pidman is mid-claim.
@@ -122,40 +126,64 @@ pub enum Claim<'m> {
     },
 }
 
-/// The PID-manager API for one PID file, through the plugin.
-pub struct PidManager {
-    session: Session,
+/// The PID-manager API for one PID file, through the plugin, on backend
+/// `B` (the real operating system unless a test says otherwise).
+pub struct PidManager<B: Backend = Native> {
+    session: Session<B>,
     pid_file: PathBuf,
 }
 
-impl PidManager {
+impl PidManager<Native> {
     /// The manager for `<project_root>/.bengal.pid`, with the embedded
-    /// plugin.
+    /// plugin, on the real operating system.
     pub fn open(project_root: impl AsRef<Path>) -> Result<Self, Error> {
-        Self::in_root(&Plugin::embedded()?, project_root.as_ref(), false)
+        Self::in_root(
+            &Plugin::embedded()?,
+            project_root.as_ref(),
+            Native::default(),
+            false,
+        )
     }
+}
 
+impl<B: Backend> PidManager<B> {
     /// The manager for the PID file the plugin names for `project_root`.
-    pub fn in_root(plugin: &Plugin, project_root: &Path, verbose: bool) -> Result<Self, Error> {
+    pub fn in_root(
+        plugin: &Plugin<B>,
+        project_root: &Path,
+        backend: B,
+        verbose: bool,
+    ) -> Result<Self, Error> {
         let root = paths::resolve_dir(project_root)?;
-        let mut session = plugin.instantiate(&root, verbose)?;
+        let mut session = plugin.instantiate(&root, backend, verbose)?;
         let root_str = paths::utf8(&root)?;
         let pid_file = session.call(|g, s| g.call_get_pid_file(s, root_str))?;
         let (grant, pid_file) = paths::resolve_file(Path::new(&pid_file))?;
         if grant == root {
             return Ok(Self { session, pid_file });
         }
-        let session = plugin.instantiate(&grant, verbose)?;
+        let session = plugin.instantiate(&grant, session.into_backend(), verbose)?;
         Ok(Self { session, pid_file })
     }
 
     /// The manager for an explicit PID file. The plugin may touch only its
     /// directory (or, while that does not exist yet, its nearest existing
     /// ancestor, so that the directory can be created).
-    pub fn for_pid_file(plugin: &Plugin, pid_file: &Path, verbose: bool) -> Result<Self, Error> {
+    pub fn for_pid_file(
+        plugin: &Plugin<B>,
+        pid_file: &Path,
+        backend: B,
+        verbose: bool,
+    ) -> Result<Self, Error> {
         let (grant, pid_file) = paths::resolve_file(pid_file)?;
-        let session = plugin.instantiate(&grant, verbose)?;
+        let session = plugin.instantiate(&grant, backend, verbose)?;
         Ok(Self { session, pid_file })
+    }
+
+    /// The backend, for a look at what it saw (the simulated one records
+    /// every signal).
+    pub fn backend(&self) -> &B {
+        self.session.backend()
     }
 
     /// The PID file this manager looks after.
@@ -245,7 +273,7 @@ impl PidManager {
     /// Claim the PID file for `pid` (default: this process) unless a live
     /// server holds it. The guard keeps the lock and removes the file when
     /// it drops.
-    pub fn acquire(&mut self, pid: Option<Pid>) -> Result<Claim<'_>, Error> {
+    pub fn acquire(&mut self, pid: Option<Pid>) -> Result<Claim<'_, B>, Error> {
         let file = self.file();
         let claim = self
             .session
@@ -253,7 +281,7 @@ impl PidManager {
             .map_err(Error::Guest)?;
         Ok(match claim {
             GuestClaim::Claimed(lock) => {
-                let pid = pid.unwrap_or_else(std::process::id);
+                let pid = pid.unwrap_or_else(|| self.session.store.data_mut().backend.own_pid());
                 Claim::Claimed(Guard {
                     manager: self,
                     lock: Some(lock),
@@ -267,13 +295,13 @@ impl PidManager {
 
 /// A claimed PID file: holds the lock, and on drop removes the file (if it
 /// still names the claimed PID) and then releases the lock.
-pub struct Guard<'m> {
-    manager: &'m mut PidManager,
-    lock: Option<Resource<LockFile>>,
+pub struct Guard<'m, B: Backend = Native> {
+    manager: &'m mut PidManager<B>,
+    lock: Option<Resource<HeldLock>>,
     pid: Pid,
 }
 
-impl Guard<'_> {
+impl<B: Backend> Guard<'_, B> {
     /// The PID the file names.
     pub fn pid(&self) -> Pid {
         self.pid
@@ -292,17 +320,11 @@ impl Guard<'_> {
     }
 
     /// The lock file's descriptor (close-on-exec), valid while the guard
-    /// lives. A child that inherits it keeps the claim alive even if this
-    /// process dies.
-    pub fn lock_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        let lock = self.lock.as_ref().expect("a live guard holds its lock");
-        let table = &self.manager.session.store.data().table;
-        table
-            .get(lock)
-            .expect("the lock is in the table")
-            .fd()
-            .as_raw_fd()
+    /// lives, when the backend's lock has one. A child that inherits it
+    /// keeps the claim alive even if this process dies.
+    pub fn lock_fd(&self) -> Option<std::os::fd::RawFd> {
+        let lock = self.lock.as_ref()?;
+        self.manager.session.store.data().table.get(lock).ok()?.fd()
     }
 
     /// Remove the PID file and release the lock, reporting errors (drop
@@ -321,7 +343,7 @@ impl Guard<'_> {
     }
 }
 
-impl Drop for Guard<'_> {
+impl<B: Backend> Drop for Guard<'_, B> {
     fn drop(&mut self) {
         let _ = self.release_inner();
     }

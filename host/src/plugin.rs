@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
 
+use crate::backend::{Backend, Native};
 use crate::capabilities::log::LogSink;
 use crate::state::PluginState;
 
@@ -19,7 +20,7 @@ pub(crate) mod bindings {
         world: "plugin",
         imports: { default: trappable },
         with: {
-            "bengal:pid-manager/files.lock": crate::capabilities::files::LockFile,
+            "bengal:pid-manager/files.lock": crate::backend::HeldLock,
         },
     });
 }
@@ -37,13 +38,14 @@ pub const FUEL_PER_CALL: u64 = 1_000_000_000;
 /// The most linear memory a plugin instance may grow to.
 pub const MEMORY_LIMIT: usize = 64 << 20;
 
-/// A compiled plugin, ready to instantiate cheaply as often as needed.
-pub struct Plugin {
+/// A compiled plugin, ready to instantiate cheaply as often as needed, on
+/// backend `B` (the real OS by default).
+pub struct Plugin<B: Backend = Native> {
     engine: Engine,
-    pre: bindings::PluginPre<PluginState>,
+    pre: bindings::PluginPre<PluginState<B>>,
 }
 
-impl Plugin {
+impl<B: Backend> Plugin<B> {
     /// The plugin embedded in this binary.
     pub fn embedded() -> Result<Self> {
         let hash = u64::from_str_radix(EMBEDDED_GUEST_HASH, 16)?;
@@ -70,7 +72,7 @@ impl Plugin {
         config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let component = load_component(&engine, wasm, wasm_hash)?;
-        let mut linker = Linker::<PluginState>::new(&engine);
+        let mut linker = Linker::<PluginState<B>>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = linker
@@ -81,8 +83,9 @@ impl Plugin {
         Ok(Self { engine, pre })
     }
 
-    /// A fresh instance that may use the filesystem only inside `dir`.
-    pub fn instantiate(&self, dir: &Path, verbose: bool) -> Result<Session> {
+    /// A fresh instance on `backend` that may use the filesystem only inside
+    /// `dir`.
+    pub fn instantiate(&self, dir: &Path, backend: B, verbose: bool) -> Result<Session<B>> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
             .instances(16)
@@ -90,6 +93,7 @@ impl Plugin {
             .build();
         let state = PluginState::new(
             dir,
+            backend,
             limits,
             LogSink {
                 verbose,
@@ -109,20 +113,20 @@ impl Plugin {
 }
 
 /// One plugin instance and its store.
-pub struct Session {
-    pub(crate) store: Store<PluginState>,
+pub struct Session<B: Backend> {
+    pub(crate) store: Store<PluginState<B>>,
     pub(crate) instance: bindings::Plugin,
     poisoned: bool,
 }
 
-impl Session {
+impl<B: Backend> Session<B> {
     /// Run one export call with fresh fuel. A trap (a plugin bug, fuel or
     /// memory exhausted) poisons the instance: later calls fail fast.
     pub(crate) fn call<R>(
         &mut self,
         f: impl FnOnce(
             &bindings::exports::bengal::pid_manager::manager::Guest,
-            &mut Store<PluginState>,
+            &mut Store<PluginState<B>>,
         ) -> wasmtime::Result<R>,
     ) -> Result<R> {
         anyhow::ensure!(
@@ -141,6 +145,16 @@ impl Session {
     /// The guest's messages during the last call.
     pub fn log(&self) -> &[String] {
         &self.store.data().log.messages
+    }
+
+    /// The backend, for a look at what it saw.
+    pub fn backend(&self) -> &B {
+        &self.store.data().backend
+    }
+
+    /// End the session and take its backend back.
+    pub fn into_backend(self) -> B {
+        self.store.into_data().backend
     }
 }
 

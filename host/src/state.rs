@@ -7,26 +7,29 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use crate::backend::Backend;
 use crate::capabilities::files::Grant;
 use crate::capabilities::log::LogSink;
-use crate::capabilities::ports::PortTable;
-use crate::capabilities::process_table::ProcessTable;
 
 /// Everything a plugin instance's host functions can reach.
-pub struct PluginState {
+pub struct PluginState<B> {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) grant: Grant,
-    pub(crate) processes: ProcessTable,
-    pub(crate) ports: PortTable,
+    pub(crate) backend: B,
     pub(crate) log: LogSink,
 }
 
-impl PluginState {
+impl<B: Backend> PluginState<B> {
     /// State for a plugin that may touch `dir` (and nothing else on the
     /// filesystem). `dir` must exist and be canonical.
-    pub(crate) fn new(dir: &Path, limits: StoreLimits, log: LogSink) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        dir: &Path,
+        backend: B,
+        limits: StoreLimits,
+        log: LogSink,
+    ) -> anyhow::Result<Self> {
         let guest_path = dir
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8", dir.display()))?;
@@ -41,14 +44,13 @@ impl PluginState {
             table: ResourceTable::new(),
             limits,
             grant: Grant::new(PathBuf::from(dir)),
-            processes: ProcessTable::new(),
-            ports: PortTable::default(),
+            backend,
             log,
         })
     }
 }
 
-impl WasiView for PluginState {
+impl<B: Send + 'static> WasiView for PluginState<B> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,

@@ -1,6 +1,6 @@
 //! `files`: what plain WASI cannot say, for paths inside the one directory
-//! the plugin was granted: ownership (`lstat`) and exclusive advisory locks
-//! (`flock` on a lock file opened with `O_NOFOLLOW`).
+//! the plugin was granted ([`Grant`]): ownership (`lstat`) and exclusive
+//! advisory locks (`flock` on a lock file opened with `O_NOFOLLOW`).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use wasmtime::component::Resource;
 
-use crate::plugin::bindings::bengal::pid_manager::files::{FileOwner, Host, HostLock};
+use crate::plugin::bindings::bengal::pid_manager::files::FileOwner;
 use crate::plugin::bindings::bengal::pid_manager::types::Error;
-use crate::state::PluginState;
 
 /// The directory the plugin may use, and nothing outside it.
 #[derive(Debug, Clone)]
@@ -61,8 +59,7 @@ impl LockFile {
 }
 
 /// `lstat` of `path`.
-pub fn owner(grant: &Grant, path: &str) -> Result<FileOwner, Error> {
-    let path = grant.check(path)?;
+pub fn owner(path: &Path) -> Result<FileOwner, Error> {
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| super::io_error(&path.display().to_string(), &e))?;
     Ok(FileOwner {
@@ -73,8 +70,7 @@ pub fn owner(grant: &Grant, path: &str) -> Result<FileOwner, Error> {
 }
 
 /// Take the lock on `path`, polling for at most `wait_ms`.
-pub fn try_lock(grant: &Grant, path: &str, wait_ms: u32) -> Result<Option<LockFile>, Error> {
-    let path = grant.check(path)?;
+pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
     let shown = path.display().to_string();
     let file = OpenOptions::new()
         .read(true)
@@ -103,31 +99,6 @@ pub fn try_lock(grant: &Grant, path: &str, wait_ms: u32) -> Result<Option<LockFi
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err((_, e)) => return Err(super::errno_error(&format!("lock {shown}"), e)),
-        }
-    }
-}
-
-impl HostLock for PluginState {
-    fn drop(&mut self, lock: Resource<LockFile>) -> wasmtime::Result<()> {
-        self.table.delete(lock)?;
-        Ok(())
-    }
-}
-
-impl Host for PluginState {
-    fn owner(&mut self, path: String) -> wasmtime::Result<Result<FileOwner, Error>> {
-        Ok(owner(&self.grant, &path))
-    }
-
-    fn try_lock(
-        &mut self,
-        path: String,
-        wait_ms: u32,
-    ) -> wasmtime::Result<Result<Option<Resource<LockFile>>, Error>> {
-        match try_lock(&self.grant, &path, wait_ms) {
-            Ok(Some(lock)) => Ok(Ok(Some(self.table.push(lock)?))),
-            Ok(None) => Ok(Ok(None)),
-            Err(e) => Ok(Err(e)),
         }
     }
 }

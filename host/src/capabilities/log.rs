@@ -1,8 +1,7 @@
 //! `log`: the guest's account of its decisions, printed on `-v` and kept
 //! for `--json`.
 
-use crate::plugin::bindings::bengal::pid_manager::log::{Host, Level};
-use crate::state::PluginState;
+use crate::plugin::bindings::bengal::pid_manager::log::Level;
 
 /// Where the guest's messages go.
 #[derive(Debug, Default, Clone)]
@@ -13,19 +12,19 @@ pub struct LogSink {
     pub messages: Vec<String>,
 }
 
-impl Host for PluginState {
-    fn emit(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+impl LogSink {
+    /// Record one message of the guest's.
+    pub fn record(&mut self, level: Level, message: String) {
         let level = match level {
             Level::Debug => "debug",
             Level::Info => "info",
             Level::Warn => "warn",
         };
-        if self.log.verbose {
+        if self.verbose {
             eprintln!("pidman: {level}: {message}");
         }
-        if self.log.messages.len() < 1_000 {
-            self.log.messages.push(format!("{level}: {message}"));
+        if self.messages.len() < 1_000 {
+            self.messages.push(format!("{level}: {message}"));
         }
-        Ok(())
     }
 }

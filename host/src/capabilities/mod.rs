@@ -1,5 +1,6 @@
-//! One module per WIT capability interface: the only code that touches the
-//! operating system for the plugin. Each does what it is asked and decides
+//! The operating-system side of each WIT capability interface, one module
+//! each: the only code that touches the OS for the plugin, put together by
+//! [`crate::backend::Native`]. Each does what it is asked and decides
 //! nothing, except the host's own hard refusals (PID 0/1, itself, its
 //! parent, other users' processes, paths outside the grant).
 
@@ -9,10 +10,7 @@ pub mod ports;
 pub mod process_table;
 pub mod signals;
 
-use crate::plugin::bindings::bengal::pid_manager::types::{self, Error};
-use crate::state::PluginState;
-
-impl types::Host for PluginState {}
+use crate::plugin::bindings::bengal::pid_manager::types::Error;
 
 /// An `io::Error` as the guest-visible error, naming what failed.
 pub(crate) fn io_error(what: &str, e: &std::io::Error) -> Error {

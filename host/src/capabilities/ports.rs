@@ -11,9 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::plugin::bindings::bengal::pid_manager::ports::{Host, TcpSocket, TcpState};
+use crate::plugin::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
 use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid};
-use crate::state::PluginState;
 
 const PROC_TCP: [(&str, bool); 2] = [("/proc/net/tcp", false), ("/proc/net/tcp6", true)];
 
@@ -317,20 +316,6 @@ mod sock_diag {
             uid,
             handle: u64::from(inode),
         })
-    }
-}
-
-impl Host for PluginState {
-    fn sockets(
-        &mut self,
-        port: u16,
-        listening: bool,
-    ) -> wasmtime::Result<Result<Vec<TcpSocket>, Error>> {
-        Ok(self.ports.sockets(port, listening))
-    }
-
-    fn owner(&mut self, handle: u64) -> wasmtime::Result<Result<Option<Pid>, Error>> {
-        Ok(self.ports.owner(handle))
     }
 }
 

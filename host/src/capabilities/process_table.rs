@@ -5,12 +5,9 @@
 
 use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 
-use crate::plugin::bindings::bengal::pid_manager::process_table::{
-    Host, ProcessInfo, ProcessState,
-};
+use crate::plugin::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
 use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid};
 use crate::procfs;
-use crate::state::PluginState;
 
 /// The host side of the process table: one `sysinfo::System`, made on
 /// first use and reused.
@@ -20,11 +17,6 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
-    /// An empty table; `sysinfo` is set up on first use.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     fn system(&mut self) -> Result<&mut System, Error> {
         if self.system.is_none() {
             let system = System::new()
@@ -109,29 +101,4 @@ pub fn start_token(table: &mut ProcessTable, pid: Pid) -> Result<u64, Error> {
             .map_err(|e| super::io_error(&format!("PID {pid}"), &e));
     }
     table.inspect(pid).map(|info| info.start_token)
-}
-
-impl Host for PluginState {
-    fn own_pid(&mut self) -> wasmtime::Result<Pid> {
-        Ok(std::process::id())
-    }
-
-    fn parent_pid(&mut self) -> wasmtime::Result<Pid> {
-        Ok(nix::unistd::getppid().as_raw() as Pid)
-    }
-
-    fn own_uid(&mut self) -> wasmtime::Result<u32> {
-        Ok(nix::unistd::geteuid().as_raw())
-    }
-
-    fn state(&mut self, pid: Pid) -> wasmtime::Result<Result<ProcessState, Error>> {
-        Ok(state(pid))
-    }
-
-    fn inspect(&mut self, pid: Pid) -> wasmtime::Result<Result<ProcessInfo, Error>> {
-        if pid == 0 || pid > i32::MAX as u32 {
-            return Ok(Err(Error::NotFound));
-        }
-        Ok(self.processes.inspect(pid))
-    }
 }

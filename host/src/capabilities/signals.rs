@@ -16,9 +16,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::process_table::{self, ProcessTable};
 use crate::plugin::bindings::bengal::pid_manager::process_table::ProcessState;
-use crate::plugin::bindings::bengal::pid_manager::signals::{Host, Signal};
+use crate::plugin::bindings::bengal::pid_manager::signals::Signal;
 use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::state::PluginState;
 
 /// The host's own refusal of `pid`, if any.
 pub fn refusal(processes: &mut ProcessTable, pid: Pid) -> Option<String> {
@@ -168,23 +167,5 @@ pub fn wait_exit(
                 pause = (pause * 2).min(Duration::from_millis(20));
             }
         }
-    }
-}
-
-impl Host for PluginState {
-    fn send(
-        &mut self,
-        target: ProcessIdentity,
-        sig: Signal,
-    ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(send(&mut self.processes, target, sig))
-    }
-
-    fn wait_exit(
-        &mut self,
-        target: ProcessIdentity,
-        timeout_ms: u64,
-    ) -> wasmtime::Result<Result<bool, Error>> {
-        Ok(wait_exit(&mut self.processes, target, timeout_ms))
     }
 }

@@ -1,0 +1,127 @@
+//! What a host does for the plugin, as one trait: [`Native`] does it on the
+//! real operating system, [`crate::simulated::Simulated`] on an in-memory
+//! process table with a virtual clock. The store is generic over it, so the
+//! same linker and the same guest run on either, with no `cfg` switch.
+//!
+//! The filesystem is not here: it is WASI, preopened on the PID file's
+//! directory, for every backend. Paths reaching [`Backend::file_owner`] and
+//! [`Backend::try_lock`] have already passed the grant check.
+
+use std::any::Any;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+use crate::capabilities::{files, ports::PortTable, process_table, signals};
+use crate::plugin::bindings::bengal::pid_manager::files::FileOwner;
+use crate::plugin::bindings::bengal::pid_manager::ports::TcpSocket;
+use crate::plugin::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::plugin::bindings::bengal::pid_manager::signals::Signal;
+use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+
+/// The capabilities behind the WIT imports (one method per function).
+pub trait Backend: Send + 'static {
+    /// `process-table.own-pid`.
+    fn own_pid(&mut self) -> Pid;
+    /// `process-table.parent-pid`.
+    fn parent_pid(&mut self) -> Pid;
+    /// `process-table.own-uid`.
+    fn own_uid(&mut self) -> u32;
+    /// `process-table.state`.
+    fn process_state(&mut self, pid: Pid) -> Result<ProcessState, Error>;
+    /// `process-table.inspect`.
+    fn inspect(&mut self, pid: Pid) -> Result<ProcessInfo, Error>;
+    /// `signals.send`, with the host's own refusals.
+    fn send(&mut self, target: ProcessIdentity, signal: Signal) -> Result<(), Error>;
+    /// `signals.wait-exit`.
+    fn wait_exit(&mut self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error>;
+    /// `ports.sockets`.
+    fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error>;
+    /// `ports.owner`.
+    fn socket_owner(&mut self, handle: u64) -> Result<Option<Pid>, Error>;
+    /// `files.owner`, for a path inside the grant.
+    fn file_owner(&mut self, path: &Path) -> Result<FileOwner, Error>;
+    /// `files.try-lock`, for a path inside the grant.
+    fn try_lock(&mut self, path: &Path, wait_ms: u32) -> Result<Option<HeldLock>, Error>;
+}
+
+/// A held `files.lock`: whatever keeps the lock (released on drop), and the
+/// descriptor a child process can inherit to keep it, where there is one.
+pub struct HeldLock {
+    _guard: Box<dyn Any + Send>,
+    fd: Option<RawFd>,
+}
+
+impl HeldLock {
+    /// A lock kept alive by `guard`, shareable through `fd` when given.
+    pub fn new(guard: impl Any + Send, fd: Option<RawFd>) -> Self {
+        Self {
+            _guard: Box::new(guard),
+            fd,
+        }
+    }
+
+    /// The lock file's descriptor (close-on-exec), if the lock has one.
+    pub fn fd(&self) -> Option<RawFd> {
+        self.fd
+    }
+}
+
+/// The real operating system: `/proc` (or `sysinfo`), pidfds, sock_diag,
+/// `flock`.
+#[derive(Default)]
+pub struct Native {
+    processes: process_table::ProcessTable,
+    ports: PortTable,
+}
+
+impl Backend for Native {
+    fn own_pid(&mut self) -> Pid {
+        std::process::id()
+    }
+
+    fn parent_pid(&mut self) -> Pid {
+        nix::unistd::getppid().as_raw() as Pid
+    }
+
+    fn own_uid(&mut self) -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    fn process_state(&mut self, pid: Pid) -> Result<ProcessState, Error> {
+        process_table::state(pid)
+    }
+
+    fn inspect(&mut self, pid: Pid) -> Result<ProcessInfo, Error> {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return Err(Error::NotFound);
+        }
+        self.processes.inspect(pid)
+    }
+
+    fn send(&mut self, target: ProcessIdentity, signal: Signal) -> Result<(), Error> {
+        signals::send(&mut self.processes, target, signal)
+    }
+
+    fn wait_exit(&mut self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error> {
+        signals::wait_exit(&mut self.processes, target, timeout_ms)
+    }
+
+    fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
+        self.ports.sockets(port, listening)
+    }
+
+    fn socket_owner(&mut self, handle: u64) -> Result<Option<Pid>, Error> {
+        self.ports.owner(handle)
+    }
+
+    fn file_owner(&mut self, path: &Path) -> Result<FileOwner, Error> {
+        files::owner(path)
+    }
+
+    fn try_lock(&mut self, path: &Path, wait_ms: u32) -> Result<Option<HeldLock>, Error> {
+        Ok(files::try_lock(path, wait_ms)?.map(|lock| {
+            let fd = lock.fd().as_raw_fd();
+            HeldLock::new(lock, Some(fd))
+        }))
+    }
+}

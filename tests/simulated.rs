@@ -1,0 +1,261 @@
+//! The conformance scenarios (`tests/conformance/*.json`) run by the real
+//! guest on the simulated backend: same plugin, same linker as on the real
+//! OS, but an in-memory process table, simulated sockets and a virtual
+//! clock, so every policy path (5-second timeouts included) is checked
+//! deterministically in microseconds.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use pidman::simulated::{OnTerm, Process, Signal, Simulated, Socket};
+use pidman::{Claim, KillOutcome, PidManager, Plugin, PortOwner, Verdict};
+use serde_json::{Value, json};
+
+fn plugin() -> &'static Plugin<Simulated> {
+    static PLUGIN: OnceLock<Plugin<Simulated>> = OnceLock::new();
+    PLUGIN.get_or_init(|| Plugin::embedded().expect("the embedded plugin loads"))
+}
+
+/// Lay out a scenario's world: the simulated processes and sockets, and the
+/// real PID file in `root`.
+fn arrange(sim: &Simulated, root: &Path, world: &Value) {
+    let pid_file = root.join(".bengal.pid");
+    let mut w = sim.world();
+    let now = w.now_ms;
+    for p in world["processes"].as_array().unwrap() {
+        let argv: Vec<&str> = p["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let mut process = Process::new(
+            &argv,
+            now - p["started_ms_ago"].as_u64().unwrap(),
+            p["uid"].as_u64().unwrap() as u32,
+        );
+        if p["zombie"].as_bool().unwrap() {
+            process.state = pidman::simulated::ProcessState::Zombie;
+        }
+        process.on_term = match p["on_term"].as_str().unwrap() {
+            "ignore" => OnTerm::Ignore,
+            _ => OnTerm::ExitAfter(p["term_delay_ms"].as_u64().unwrap()),
+        };
+        process.unkillable = p["unkillable"].as_bool().unwrap();
+        w.processes
+            .insert(p["pid"].as_u64().unwrap() as u32, process);
+    }
+    for s in world["sockets"].as_array().unwrap() {
+        w.sockets.push(Socket {
+            port: s["port"].as_u64().unwrap() as u16,
+            listening: s["listening"].as_bool().unwrap(),
+            pid: s["pid"].as_u64().map(|p| p as u32),
+            uid: s["uid"].as_u64().unwrap() as u32,
+            ipv6: s["ipv6"].as_bool().unwrap(),
+        });
+    }
+    if world["lock_held_elsewhere"].as_bool().unwrap() {
+        w.locks_held_elsewhere.insert(root.join(".bengal.pid.lock"));
+    }
+    let file = &world["pid_file"];
+    if file.is_null() {
+        return;
+    }
+    let contents = file["contents"].as_str().unwrap();
+    let real = if file["symlink"].as_bool().unwrap() {
+        let target = root.join("elsewhere.pid");
+        std::os::unix::fs::symlink(&target, &pid_file).unwrap();
+        target
+    } else {
+        pid_file.clone()
+    };
+    std::fs::write(&real, contents).unwrap();
+    let written =
+        SystemTime::now() - Duration::from_millis(file["written_ms_ago"].as_u64().unwrap());
+    std::fs::File::options()
+        .write(true)
+        .open(&real)
+        .unwrap()
+        .set_modified(written)
+        .unwrap();
+    let mode = file["mode"].as_u64().unwrap() as u32;
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode)).unwrap();
+    if let Some(uid) = file["owner_uid"].as_u64() {
+        w.file_owners.insert(pid_file, uid as u32);
+    }
+}
+
+fn error(e: pidman::Error) -> Value {
+    json!({"error": e.kind()})
+}
+
+/// Make the call; its result in the scenarios' notation.
+fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Value {
+    let pid = call["pid"].as_u64().map(|p| p as u32);
+    match call["op"].as_str().unwrap() {
+        "check" => pids
+            .check_stale_pid()
+            .map_or_else(error, |r| json!({"ok": r})),
+        "kill" => {
+            let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
+            pids.kill_stale_process(pid.unwrap(), timeout)
+                .map_or_else(error, |outcome| {
+                    json!({"ok": match outcome {
+                        KillOutcome::AlreadyGone => "already-gone",
+                        KillOutcome::Terminated => "terminated",
+                        KillOutcome::Killed => "killed",
+                    }})
+                })
+        }
+        "port" => pids
+            .process_on_port(call["port"].as_u64().unwrap() as u16)
+            .map_or_else(error, |owner| {
+                json!({"ok": match owner {
+                    PortOwner::Free => json!("free"),
+                    PortOwner::Listener(p) => json!({"listener": p}),
+                    PortOwner::Holder(p) => json!({"holder": p}),
+                    PortOwner::Unknown(uid) => json!({"unknown": uid}),
+                }})
+            }),
+        "preflight" => {
+            let port = call["port"].as_u64().map(|p| p as u16);
+            pids.preflight(port).map_or_else(error, |report| {
+                let verdict = match report.verdict {
+                    Verdict::Clear => "clear",
+                    Verdict::StaleServer => "stale-server",
+                    Verdict::PortBusy => "port-busy",
+                };
+                json!({"ok": {"verdict": verdict, "server": report.server.map(|s| s.identity.pid)}})
+            })
+        }
+        "acquire" => match pids.acquire(pid) {
+            // Like the CLI: the claim outlives the call (the file stays).
+            Ok(Claim::Claimed(guard)) => {
+                std::mem::forget(guard);
+                json!({"ok": {"claimed": true}})
+            }
+            Ok(Claim::Held { holder }) => json!({"ok": {"held": holder}}),
+            Err(e) => error(e),
+        },
+        "write" => pids
+            .write_pid_file(pid)
+            .map_or_else(error, |p| json!({"ok": p})),
+        other => panic!("unknown op {other}"),
+    }
+}
+
+fn run_scenario(scenario: &Value) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let sim = Simulated::new();
+    arrange(&sim, &root, &scenario["world"]);
+    let start = sim.world().now_ms;
+    let mut pids =
+        PidManager::in_root(plugin(), &root, sim.clone(), false).map_err(|e| e.to_string())?;
+    let result = call(&mut pids, &scenario["call"]);
+    let expect = &scenario["expect"];
+    let mut failures = Vec::new();
+    if result != expect["result"] {
+        failures.push(format!("result {result}, expected {}", expect["result"]));
+    }
+    let w = sim.world();
+    if let Some(signals) = expect.get("signals") {
+        let sent: Vec<Value> = w
+            .signals
+            .iter()
+            .map(|(pid, s)| json!([pid, if *s == Signal::Term { "term" } else { "kill" }]))
+            .collect();
+        if Value::from(sent.clone()) != *signals {
+            failures.push(format!("signals {sent:?}, expected {signals}"));
+        }
+    }
+    if let Some(file) = expect.get("pid_file") {
+        let now = std::fs::read_to_string(root.join(".bengal.pid")).ok();
+        if json!(now) != *file {
+            failures.push(format!("PID file {now:?}, expected {file}"));
+        }
+    }
+    if let Some(elapsed) = expect["elapsed_ms"].as_u64()
+        && w.now_ms - start != elapsed
+    {
+        failures.push(format!(
+            "took {} virtual ms, expected {elapsed}",
+            w.now_ms - start
+        ));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+fn run_file(name: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/conformance")
+        .join(name);
+    let scenarios: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(!scenarios.is_empty());
+    let failures: Vec<String> = scenarios
+        .iter()
+        .filter_map(|s| {
+            run_scenario(s)
+                .err()
+                .map(|e| format!("{}: {e}", s["name"].as_str().unwrap()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{name}:\n  {}", failures.join("\n  "));
+}
+
+#[test]
+fn conformance_check() {
+    run_file("check.json");
+}
+
+#[test]
+fn conformance_kill() {
+    run_file("kill.json");
+}
+
+#[test]
+fn conformance_port() {
+    run_file("port.json");
+}
+
+#[test]
+fn conformance_preflight() {
+    run_file("preflight.json");
+}
+
+#[test]
+fn conformance_acquire() {
+    run_file("acquire.json");
+}
+
+#[test]
+fn the_five_second_default_costs_no_real_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulated::new();
+    let start = sim.world().now_ms;
+    {
+        let mut w = sim.world();
+        let mut stubborn =
+            Process::new(&["bengal", "serve"], start - 60_000, pidman::simulated::UID);
+        stubborn.on_term = OnTerm::Ignore;
+        w.processes.insert(4242, stubborn);
+    }
+    let mut pids = PidManager::in_root(plugin(), dir.path(), sim.clone(), false).unwrap();
+    let began = std::time::Instant::now();
+    assert!(matches!(
+        pids.kill_stale_process(4242, None),
+        Ok(KillOutcome::Killed)
+    ));
+    assert_eq!(sim.world().now_ms - start, 5_000, "five virtual seconds");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "and far less than five real ones"
+    );
+}
