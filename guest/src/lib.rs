@@ -27,6 +27,8 @@ mod wasi_host;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use crate::bengal::pid_manager::types::{Error, Pid};
