@@ -2,7 +2,7 @@
 //! processes, signals, ports, ownership and locks, and plain WASI (through
 //! `std::fs`) for file contents. Mechanism only: no rule lives here.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -100,15 +100,20 @@ impl Host for WasiHost {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .ok_or_else(|| Error::Invalid(format!("{path} has no parent directory")))?;
-        fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), e))?;
         let tmp = Path::new(temp);
         let written = (|| {
             // O_CREAT|O_EXCL: never opens an existing file or a symlink. A
             // leftover of a dead writer is removed (the link itself) first.
-            let create = || OpenOptions::new().write(true).create_new(true).open(tmp);
+            let create = || create_new(tmp);
             let mut file = match create() {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     fs::remove_file(tmp)?;
+                    create()?
+                }
+                // The directory is made only when missing (one call less in
+                // the usual case).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(dir)?;
                     create()?
                 }
                 other => other?,
@@ -116,6 +121,7 @@ impl Host for WasiHost {
             file.write_all(contents)?;
             file.sync_all()?;
             fs::rename(tmp, target)?;
+            // The rename is durable once the directory is synced.
             File::open(dir)?.sync_all()
         })();
         if let Err(e) = written {
@@ -168,6 +174,37 @@ fn open_no_follow(path: &str) -> io::Result<File> {
     }
     // SAFETY: `fd` was just opened and nothing else owns it.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Create a file that must not exist yet (`O_CREAT|O_EXCL`, which never
+/// follows a symlink), for writing. Through wasi-libc directly: std's
+/// `OpenOptions` asks for rights that some hosts (jco's Node shim) refuse.
+#[cfg(target_os = "wasi")]
+fn create_new(path: &Path) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: a valid NUL-terminated path; a non-negative result is ours.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn create_new(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 #[cfg(not(target_os = "wasi"))]

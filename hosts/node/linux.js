@@ -1,0 +1,169 @@
+// The real capabilities on Linux, from Node: /proc and kill(2). Node has
+// neither pidfds nor flock: signals go through kill(2) right after the
+// start-token check (the Rust host's fallback path), waiting polls /proc,
+// and locks exclude other callers in this process only (cross-process
+// claims need the Rust or Python host).
+
+import { closeSync, lstatSync, openSync, constants, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+
+import { GuestError } from './pidman.js';
+
+const HZ = 100;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const sleep = (ms) => Atomics.wait(sleeper, 0, 0, ms);
+const heldLocks = new Set();
+
+function stat(pid) {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = text.slice(text.lastIndexOf(')') + 1).trim().split(/\s+/);
+  return { name: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), state: fields[0], ticks: BigInt(fields[19]) };
+}
+
+function bootMs() {
+  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+  return BigInt(Math.round(Date.now() - uptime * 1000));
+}
+
+function osError(what, e) {
+  if (e.code === 'ENOENT' || e.code === 'ESRCH') return new GuestError('not-found');
+  if (e.code === 'EACCES' || e.code === 'EPERM') return new GuestError('permission-denied', `${what}: ${e.code}`);
+  return new GuestError('io', `${what}: ${e.message}`);
+}
+
+export class LinuxBackend {
+  constructor() { this.boot = bootMs(); }
+
+  ownPid() { return process.pid; }
+  parentPid() { return process.ppid; }
+  ownUid() { return process.geteuid(); }
+
+  state(pid) {
+    try {
+      return ['Z', 'X'].includes(stat(pid).state) ? 'zombie' : 'running';
+    } catch (e) {
+      if (e.code === 'ENOENT') return 'gone';
+      throw osError(`PID ${pid}`, e);
+    }
+  }
+
+  inspect(pid) {
+    let s, uid;
+    try {
+      s = stat(pid);
+      uid = statSync(`/proc/${pid}`).uid;
+    } catch (e) {
+      throw osError(`PID ${pid}`, e);
+    }
+    let argv = [];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a.length);
+    } catch { /* hidden: argv stays empty */ }
+    return {
+      pid, name: s.name, argv, startTimeMs: this.boot + (s.ticks * 1000n) / BigInt(HZ),
+      startToken: s.ticks, uid, state: ['Z', 'X'].includes(s.state) ? 'zombie' : 'running',
+    };
+  }
+
+  refusal(pid) {
+    if (pid === 0 || pid === 1) return `PID ${pid} is never signalled`;
+    if (pid === process.pid || pid === process.ppid) return `PID ${pid} is the host or its parent`;
+    if (process.geteuid() !== 0) {
+      try { if (statSync(`/proc/${pid}`).uid !== process.geteuid()) return `PID ${pid} belongs to another user`; } catch { /* gone */ }
+    }
+    return null;
+  }
+
+  send(pid, token, sig) {
+    const why = this.refusal(pid);
+    if (why) throw new GuestError('denied', why);
+    let s;
+    try { s = stat(pid); } catch { throw new GuestError('not-found'); }
+    if (s.ticks !== BigInt(token)) throw new GuestError('changed');
+    try {
+      process.kill(pid, sig === 'term' ? 'SIGTERM' : 'SIGKILL');
+    } catch (e) {
+      throw osError(`signal PID ${pid}`, e);
+    }
+  }
+
+  waitExit(pid, token, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    let pause = 1;
+    for (;;) {
+      let s;
+      try { s = stat(pid); } catch { return true; }
+      if (s.ticks !== BigInt(token) || ['Z', 'X'].includes(s.state)) return true;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      sleep(Math.min(pause, left));
+      pause = Math.min(pause * 2, 20);
+    }
+  }
+
+  sockets(port, listening) {
+    const found = [];
+    for (const [path, ipv6] of [['/proc/net/tcp', false], ['/proc/net/tcp6', true]]) {
+      let lines;
+      try { lines = readFileSync(path, 'utf8').split('\n').slice(1); } catch { continue; }
+      for (const line of lines) {
+        const f = line.trim().split(/\s+/);
+        if (f.length < 10) continue;
+        const [addr, hexPort] = f[1].split(':');
+        if (parseInt(hexPort, 16) !== port || (f[3] === '0A') !== listening) continue;
+        found.push({
+          ipv6, localAddress: decode(addr, ipv6),
+          state: f[3] === '0A' ? 'listen' : f[3] === '01' ? 'established' : 'other',
+          uid: Number(f[7]), handle: BigInt(f[9]),
+        });
+      }
+    }
+    return found;
+  }
+
+  socketOwner(handle) {
+    if (handle === 0n) return undefined;
+    const wanted = `socket:[${handle}]`;
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        for (const fd of readdirSync(`/proc/${entry}/fd`)) {
+          if (readlinkSync(`/proc/${entry}/fd/${fd}`) === wanted) return Number(entry);
+        }
+      } catch { /* not ours to read */ }
+    }
+    return undefined;
+  }
+
+  fileOwner(path) {
+    let st;
+    try { st = lstatSync(path); } catch (e) { throw osError(path, e); }
+    return { uid: st.uid, mode: st.mode & 0o7777, symlink: st.isSymbolicLink() };
+  }
+
+  tryLock(path) {
+    let fd;
+    try {
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+    } catch (e) {
+      throw osError(path, e);
+    }
+    closeSync(fd);
+    if (heldLocks.has(path)) return undefined;
+    heldLocks.add(path);
+    return path;
+  }
+
+  release(held) { heldLocks.delete(held); }
+}
+
+function decode(hex, ipv6) {
+  const bytes = [];
+  for (let i = 0; i < hex.length; i += 8) {
+    const word = hex.slice(i, i + 8);
+    for (let j = 6; j >= 0; j -= 2) bytes.push(parseInt(word.slice(j, j + 2), 16));
+  }
+  if (!ipv6) return bytes.join('.');
+  const groups = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16));
+  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+}

@@ -1,0 +1,122 @@
+// A simulated world for the conformance scenarios: in-memory processes and
+// sockets, a virtual clock that wait-exit advances, simulated locks. Files
+// stay real; only their owner is simulated. Mirrors the Rust host's
+// `pidman::simulated` and the Python host's `SimBackend`.
+
+import { lstatSync } from 'node:fs';
+import { basename } from 'node:path';
+
+import { GuestError } from './pidman.js';
+
+export const OWN_PID = 4000;
+export const PARENT_PID = 3999;
+export const UID = 1000;
+
+export class SimBackend {
+  constructor() {
+    this.nowMs = Date.now();
+    this.processes = new Map([
+      [1, SimBackend.process(['/sbin/init'], this.nowMs - 86_400_000, 0)],
+      [PARENT_PID, SimBackend.process(['bash'], this.nowMs - 600_000, UID)],
+      [OWN_PID, SimBackend.process(['pidman'], this.nowMs - 5, UID)],
+    ]);
+    this.socketList = [];
+    this.signals = [];
+    this.locksHeldElsewhere = new Set();
+    this.locks = new Set();
+    this.fileOwners = new Map();
+  }
+
+  /** `onTerm`: ms until exit after SIGTERM, or null to ignore it. */
+  static process(argv, start, uid, { zombie = false, onTerm = 50, unkillable = false } = {}) {
+    return { argv, start, uid, zombie, onTerm, unkillable, exitsAt: null };
+  }
+
+  advance(to) {
+    this.nowMs = Math.max(this.nowMs, to);
+    for (const p of this.processes.values()) {
+      if (!p.zombie && p.exitsAt !== null && p.exitsAt <= this.nowMs) p.zombie = true;
+    }
+  }
+
+  identified(pid, token) {
+    const p = this.processes.get(pid);
+    if (!p) throw new GuestError('not-found');
+    if (BigInt(p.start) !== BigInt(token)) throw new GuestError('changed');
+    return p;
+  }
+
+  ownPid() { return OWN_PID; }
+  parentPid() { return PARENT_PID; }
+  ownUid() { return UID; }
+
+  state(pid) {
+    const p = this.processes.get(pid);
+    return !p ? 'gone' : p.zombie ? 'zombie' : 'running';
+  }
+
+  inspect(pid) {
+    const p = this.processes.get(pid);
+    if (!p) throw new GuestError('not-found');
+    return {
+      pid, name: p.argv.length ? basename(p.argv[0]) : '', argv: p.zombie ? [] : [...p.argv],
+      startTimeMs: BigInt(p.start), startToken: BigInt(p.start), uid: p.uid,
+      state: p.zombie ? 'zombie' : 'running',
+    };
+  }
+
+  send(pid, token, sig) {
+    if ([0, 1, OWN_PID, PARENT_PID].includes(pid)) throw new GuestError('denied', `the host refuses to signal PID ${pid}`);
+    const p = this.identified(pid, token);
+    if (p.zombie) throw new GuestError('not-found');
+    if (p.uid !== UID) throw new GuestError('denied', `PID ${pid} belongs to uid ${p.uid}`);
+    this.signals.push([pid, sig]);
+    if (sig === 'term') {
+      if (p.onTerm !== null) p.exitsAt = this.nowMs + p.onTerm;
+    } else if (!p.unkillable) {
+      p.zombie = true;
+    }
+  }
+
+  waitExit(pid, token, timeoutMs) {
+    let p;
+    try { p = this.identified(pid, token); } catch { return true; }
+    if (p.zombie) return true;
+    const deadline = this.nowMs + timeoutMs;
+    if (p.exitsAt !== null && p.exitsAt <= deadline) {
+      this.advance(p.exitsAt);
+      return true;
+    }
+    this.advance(deadline);
+    return false;
+  }
+
+  sockets(port, listening) {
+    return this.socketList
+      .map((s, i) => ({ s, handle: BigInt(i + 1) }))
+      .filter(({ s }) => s.port === port && s.listening === listening)
+      .map(({ s, handle }) => ({
+        ipv6: s.ipv6, localAddress: s.ipv6 ? '::' : '127.0.0.1',
+        state: s.listening ? 'listen' : 'established', uid: s.uid, handle,
+      }));
+  }
+
+  socketOwner(handle) {
+    const s = this.socketList[Number(handle) - 1];
+    return s && s.pid !== null ? s.pid : undefined;
+  }
+
+  fileOwner(path) {
+    let st;
+    try { st = lstatSync(path); } catch { throw new GuestError('not-found'); }
+    return { uid: this.fileOwners.get(path) ?? UID, mode: st.mode & 0o7777, symlink: st.isSymbolicLink() };
+  }
+
+  tryLock(path) {
+    if (this.locksHeldElsewhere.has(path) || this.locks.has(path)) return undefined;
+    this.locks.add(path);
+    return path;
+  }
+
+  release(held) { this.locks.delete(held); }
+}

@@ -1,0 +1,105 @@
+// The conformance scenarios (tests/conformance/*.json) through the Node
+// host: the same plugin, a simulated world, the same decisions as the Rust
+// and Python hosts.
+
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, realpathSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { GuestError, Plugin } from '../pidman.js';
+import { SimBackend } from '../simulated.js';
+
+const scenarioDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'tests', 'conformance');
+let plugin;
+before(async () => { plugin = await Plugin.load(); });
+
+function arrange(sim, root, world) {
+  const pidFile = join(root, '.bengal.pid');
+  for (const p of world.processes) {
+    sim.processes.set(p.pid, SimBackend.process(p.argv, sim.nowMs - p.started_ms_ago, p.uid, {
+      zombie: p.zombie, onTerm: p.on_term === 'ignore' ? null : p.term_delay_ms, unkillable: p.unkillable,
+    }));
+  }
+  sim.socketList.push(...world.sockets);
+  if (world.lock_held_elsewhere) sim.locksHeldElsewhere.add(`${pidFile}.lock`);
+  const f = world.pid_file;
+  if (!f) return;
+  const real = f.symlink ? join(root, 'elsewhere.pid') : pidFile;
+  if (f.symlink) symlinkSync(real, pidFile);
+  writeFileSync(real, f.contents);
+  const written = (Date.now() - f.written_ms_ago) / 1000;
+  utimesSync(real, written, written);
+  chmodSync(real, f.mode);
+  if (f.owner_uid !== undefined) sim.fileOwners.set(pidFile, f.owner_uid);
+}
+
+async function outcome(sim, root, call) {
+  const pidFile = join(root, '.bengal.pid');
+  const opt = (v) => (v === undefined || v === null ? undefined : v);
+  try {
+    let value;
+    switch (call.op) {
+      case 'check':
+        value = (await plugin.call(sim, root, 'checkStalePid', pidFile)) ?? null;
+        break;
+      case 'kill': {
+        const ms = call.timeout_ms === undefined ? undefined : BigInt(call.timeout_ms);
+        value = await plugin.call(sim, root, 'killStaleProcess', call.pid, ms);
+        break;
+      }
+      case 'port': {
+        const owner = await plugin.call(sim, root, 'getProcessOnPort', call.port);
+        value = owner.val === undefined ? owner.tag : { [owner.tag]: owner.val };
+        break;
+      }
+      case 'preflight': {
+        const report = await plugin.call(sim, root, 'preflight', pidFile, opt(call.port));
+        value = { verdict: report.verdict, server: report.server ? report.server.identity.pid : null };
+        break;
+      }
+      case 'acquire': {
+        const claim = await plugin.call(sim, root, 'acquire', pidFile, opt(call.pid));
+        value = claim.tag === 'claimed' ? { claimed: true } : { held: claim.val.pid ?? null };
+        break;
+      }
+      case 'write':
+        value = await plugin.call(sim, root, 'writePidFile', pidFile, opt(call.pid));
+        break;
+      default:
+        throw new Error(`unknown op ${call.op}`);
+    }
+    return { ok: value };
+  } catch (e) {
+    if (e instanceof GuestError) return { error: e.kind };
+    throw e;
+  }
+}
+
+const files = readdirSync(scenarioDir).filter((f) => f.endsWith('.json')).sort();
+let count = 0;
+for (const file of files) {
+  for (const scenario of JSON.parse(readFileSync(join(scenarioDir, file), 'utf8'))) {
+    count += 1;
+    test(`${file.replace('.json', '')}: ${scenario.name}`, async () => {
+      const root = realpathSync(mkdtempSync(join(tmpdir(), 'pidman-node-')));
+      const sim = new SimBackend();
+      arrange(sim, root, scenario.world);
+      const start = sim.nowMs;
+      const result = await outcome(sim, root, scenario.call);
+      const expect = scenario.expect;
+      assert.deepEqual(result, expect.result);
+      if (expect.signals) assert.deepEqual(sim.signals, expect.signals);
+      if ('pid_file' in expect) {
+        const path = join(root, '.bengal.pid');
+        const isLink = existsSync(path) && lstatSync(path).isSymbolicLink();
+        if (!isLink) assert.equal(existsSync(path) ? readFileSync(path, 'utf8') : null, expect.pid_file);
+      }
+      if (expect.elapsed_ms !== undefined) assert.equal(sim.nowMs - start, expect.elapsed_ms);
+    });
+  }
+}
+
+test('every scenario file is read', () => assert.ok(count >= 50, `${count} scenarios`));

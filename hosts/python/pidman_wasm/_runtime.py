@@ -1,0 +1,148 @@
+"""Load the pidman plugin component with wasmtime-py and bind its imports
+to a backend (the real OS, or a simulated world). The plugin decides; this
+module only converts values and forwards calls."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional
+
+import wasmtime
+from wasmtime import component as c
+
+PACKAGE = "bengal:pid-manager/{}@0.1.0"
+LOCK_TYPE = 1
+FUEL_PER_CALL = 1_000_000_000
+
+
+class GuestError(Exception):
+    """An error case of the WIT `error` variant (`kind` is its name)."""
+
+    def __init__(self, kind: str, message: Optional[str] = None):
+        super().__init__(f"{kind}: {message}" if message else kind)
+        self.kind = kind
+        self.message = message
+
+
+class PluginTrap(Exception):
+    """The plugin trapped (a bug, or it ran out of fuel): no decision was made."""
+
+
+def record(**fields: Any) -> c.Record:
+    """A WIT record; field names in Python style become kebab-case."""
+    r = c.Record()
+    for name, value in fields.items():
+        setattr(r, name.replace("_", "-"), value)
+    return r
+
+
+def _answer(call: Callable[[], Any]) -> Any:
+    """A backend's result as a WIT `result`: a GuestError becomes the
+    `error` variant's case."""
+    try:
+        return call()
+    except GuestError as e:
+        return c.Variant(e.kind, e.message)
+
+
+def _unwrap(value: Any) -> Any:
+    """An export's `result<T, error>` as T, raising GuestError for an error.
+    (wasmtime-py tags a result only when its cases' Python types overlap.)"""
+    if isinstance(value, c.Variant):
+        if value.tag == "ok":
+            return value.payload
+        if value.tag == "err":
+            value = value.payload
+        raise GuestError(value.tag, value.payload)
+    return value
+
+
+class Plugin:
+    """One compiled plugin; every call gets a fresh instance whose WASI
+    filesystem holds only `grant_dir`."""
+
+    def __init__(self, wasm_path: str):
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        self.engine = wasmtime.Engine(config)
+        self.component = c.Component.from_file(self.engine, wasm_path)
+        self.linker = c.Linker(self.engine)
+        self.linker.add_wasip2()
+        self.backend: Any = None
+        self._locks: dict[int, Any] = {}
+        self._next_lock = 1
+        self.log: list[str] = []
+        self._define()
+
+    def _define(self) -> None:
+        root = self.linker.root()
+        b = lambda: self.backend  # noqa: E731 - the backend of the current call
+        with root.add_instance(PACKAGE.format("process-table")) as i:
+            i.add_func("own-pid", lambda s: b().own_pid())
+            i.add_func("parent-pid", lambda s: b().parent_pid())
+            i.add_func("own-uid", lambda s: b().own_uid())
+            i.add_func("state", lambda s, pid: _answer(lambda: b().state(pid)))
+            i.add_func("inspect", lambda s, pid: _answer(lambda: record(**b().inspect(pid))))
+        with root.add_instance(PACKAGE.format("signals")) as i:
+            i.add_func("send", lambda s, target, sig: _answer(
+                lambda: b().send(target.pid, getattr(target, "start-token"), sig)))
+            i.add_func("wait-exit", lambda s, target, ms: _answer(
+                lambda: b().wait_exit(target.pid, getattr(target, "start-token"), ms)))
+        with root.add_instance(PACKAGE.format("ports")) as i:
+            i.add_func("sockets", lambda s, port, listening: _answer(
+                lambda: [record(**sock) for sock in b().sockets(port, listening)]))
+            # result<option<pid>, error> is untagged in wasmtime-py and cannot
+            # carry an error: an unreadable owner is "not visible" (none).
+            i.add_func("owner", lambda s, handle: self._quiet(lambda: b().socket_owner(handle)))
+        with root.add_instance(PACKAGE.format("files")) as i:
+            i.add_resource("lock", c.ResourceType.host(LOCK_TYPE), self._release)
+            i.add_func("owner", lambda s, path: _answer(lambda: record(**b().file_owner(path))))
+            i.add_func("try-lock", lambda s, path, wait_ms: self._try_lock(path, wait_ms))
+        with root.add_instance(PACKAGE.format("log")) as i:
+            i.add_func("emit", lambda s, level, message: self.log.append(f"{level}: {message}"))
+
+    @staticmethod
+    def _quiet(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except GuestError:
+            return None
+
+    def _try_lock(self, path: str, wait_ms: int) -> Any:
+        # Same untagged-result limit as `owner`: a lock that cannot be taken
+        # for any reason is reported as held elsewhere, so nothing is removed.
+        try:
+            held = self.backend.try_lock(path, wait_ms)
+        except GuestError:
+            return None
+        if held is None:
+            return None
+        rep = self._next_lock
+        self._next_lock += 1
+        self._locks[rep] = held
+        return c.ResourceHost.own(rep, LOCK_TYPE)
+
+    def _release(self, store: Any, rep: int) -> None:
+        held = self._locks.pop(rep, None)
+        if held is not None:
+            self.backend.release(held)
+
+    def call(self, backend: Any, grant_dir: str, export: str, *args: Any) -> Any:
+        """Call `export` of the manager interface on `backend`, unwrapping
+        its result (GuestError for the error variant, PluginTrap for a trap)."""
+        self.backend = backend
+        self.log = []
+        store = wasmtime.Store(self.engine)
+        wasi = wasmtime.WasiConfig()
+        wasi.preopen_dir(grant_dir, grant_dir)
+        store.set_wasi(wasi)
+        store.set_fuel(FUEL_PER_CALL)
+        try:
+            instance = self.linker.instantiate(store, self.component)
+            manager = instance.get_export_index(store, PACKAGE.format("manager"))
+            func = instance.get_func(store, instance.get_export_index(store, export, manager))
+            result = func(store, *args)
+            func.post_return(store)
+        except wasmtime.WasmtimeError as e:
+            raise PluginTrap(str(e).splitlines()[0]) from e
+        return _unwrap(result)

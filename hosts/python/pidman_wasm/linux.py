@@ -1,0 +1,193 @@
+"""The real capabilities on Linux: /proc, pidfds, flock. Mechanism only;
+the only rules here are the host's own refusals (PID 0/1, itself, its
+parent, other users' processes)."""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import select
+import signal
+import time
+from typing import Any, Optional
+
+from ._runtime import GuestError
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _boot_ms() -> int:
+    return int(time.time() * 1000) - int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000)
+
+
+def _os_error(what: str, e: OSError) -> GuestError:
+    if isinstance(e, FileNotFoundError) or isinstance(e, ProcessLookupError):
+        return GuestError("not-found")
+    if isinstance(e, PermissionError):
+        return GuestError("permission-denied", f"{what}: {e.strerror}")
+    return GuestError("io", f"{what}: {e}")
+
+
+def _stat(pid: int) -> tuple[str, str, int]:
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    name = text[text.index("(") + 1: text.rindex(")")]
+    fields = text[text.rindex(")") + 1:].split()
+    return name, fields[0], int(fields[19])
+
+
+class LinuxBackend:
+    def __init__(self) -> None:
+        self._boot = _boot_ms()
+
+    def own_pid(self) -> int:
+        return os.getpid()
+
+    def parent_pid(self) -> int:
+        return os.getppid()
+
+    def own_uid(self) -> int:
+        return os.geteuid()
+
+    def state(self, pid: int) -> str:
+        try:
+            _, state, _ = _stat(pid)
+        except FileNotFoundError:
+            return "gone"
+        except OSError as e:
+            raise _os_error(f"PID {pid}", e)
+        return "zombie" if state in ("Z", "X") else "running"
+
+    def inspect(self, pid: int) -> dict[str, Any]:
+        try:
+            name, state, ticks = _stat(pid)
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError as e:
+            raise _os_error(f"PID {pid}", e)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        except PermissionError:
+            argv = []
+        return {
+            "pid": pid, "name": name, "argv": argv,
+            "start_time_ms": self._boot + ticks * 1000 // _HZ, "start_token": ticks,
+            "uid": uid, "state": "zombie" if state in ("Z", "X") else "running",
+        }
+
+    def _refusal(self, pid: int) -> Optional[str]:
+        if pid in (0, 1):
+            return f"PID {pid} is never signalled"
+        if pid in (os.getpid(), os.getppid()):
+            return f"PID {pid} is the host or its parent"
+        if os.geteuid() != 0:
+            try:
+                if os.stat(f"/proc/{pid}").st_uid != os.geteuid():
+                    return f"PID {pid} belongs to another user"
+            except OSError:
+                pass
+        return None
+
+    def _pidfd(self, pid: int, token: int) -> int:
+        fd = os.pidfd_open(pid)
+        try:
+            _, _, ticks = _stat(pid)
+        except OSError:
+            os.close(fd)
+            raise GuestError("not-found")
+        if ticks != token:
+            os.close(fd)
+            raise GuestError("changed")
+        return fd
+
+    def send(self, pid: int, token: int, sig: str) -> None:
+        why = self._refusal(pid)
+        if why:
+            raise GuestError("denied", why)
+        try:
+            fd = self._pidfd(pid, token)
+        except ProcessLookupError:
+            raise GuestError("not-found")
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGTERM if sig == "term" else signal.SIGKILL)
+        except OSError as e:
+            raise _os_error(f"signal PID {pid}", e)
+        finally:
+            os.close(fd)
+
+    def wait_exit(self, pid: int, token: int, timeout_ms: int) -> bool:
+        try:
+            fd = self._pidfd(pid, token)
+        except (ProcessLookupError, GuestError):
+            return True
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(timeout_ms))
+        finally:
+            os.close(fd)
+
+    def sockets(self, port: int, listening: bool) -> list[dict[str, Any]]:
+        found = []
+        for path, ipv6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+            try:
+                with open(path) as f:
+                    lines = f.read().splitlines()[1:]
+            except FileNotFoundError:
+                continue
+            for line in lines:
+                fields = line.split()
+                address, hexport = fields[1].split(":")
+                if int(hexport, 16) != port or (fields[3] == "0A") != listening:
+                    continue
+                raw = bytes.fromhex(address)
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.append({
+                    "ipv6": ipv6, "local_address": str(ipaddress.ip_address(words)),
+                    "state": "listen" if fields[3] == "0A" else ("established" if fields[3] == "01" else "other"),
+                    "uid": int(fields[7]), "handle": int(fields[9]),
+                })
+        return found
+
+    def socket_owner(self, handle: int) -> Optional[int]:
+        if handle == 0:
+            return None
+        wanted = f"socket:[{handle}]"
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                for fd in os.listdir(f"/proc/{entry}/fd"):
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") == wanted:
+                        return int(entry)
+            except OSError:
+                continue
+        return None
+
+    def file_owner(self, path: str) -> dict[str, Any]:
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            raise _os_error(path, e)
+        import stat as S
+        return {"uid": st.st_uid, "mode": st.st_mode & 0o7777, "symlink": S.S_ISLNK(st.st_mode)}
+
+    def try_lock(self, path: str, wait_ms: int) -> Optional[int]:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise _os_error(path, e)
+        deadline = time.monotonic() + wait_ms / 1000
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return None
+                time.sleep(0.001)
+
+    def release(self, held: int) -> None:
+        os.close(held)

@@ -1,0 +1,131 @@
+"""A simulated world for the conformance scenarios: in-memory processes and
+sockets, a virtual clock that `wait-exit` advances, simulated locks. Files
+stay real; only their owner is simulated. Mirrors the Rust host's
+`pidman::simulated`."""
+
+from __future__ import annotations
+
+import os
+import stat as S
+import time
+from typing import Any, Optional
+
+from ._runtime import GuestError
+
+OWN_PID, PARENT_PID, UID = 4000, 3999, 1000
+
+
+class SimBackend:
+    def __init__(self) -> None:
+        self.now_ms = int(time.time() * 1000)
+        self.processes: dict[int, dict[str, Any]] = {
+            1: self.process(["/sbin/init"], self.now_ms - 86_400_000, 0),
+            PARENT_PID: self.process(["bash"], self.now_ms - 600_000, UID),
+            OWN_PID: self.process(["pidman"], self.now_ms - 5, UID),
+        }
+        self.sockets_: list[dict[str, Any]] = []
+        self.signals: list[tuple[int, str]] = []
+        self.locks_held_elsewhere: set[str] = set()
+        self.locks: set[str] = set()
+        self.file_owners: dict[str, int] = {}
+
+    @staticmethod
+    def process(argv: list[str], start_ms: int, uid: int, zombie: bool = False,
+                on_term: Optional[int] = 50, unkillable: bool = False) -> dict[str, Any]:
+        """`on_term`: ms until exit after SIGTERM, or None to ignore it."""
+        return {"argv": argv, "start": start_ms, "uid": uid, "zombie": zombie,
+                "on_term": on_term, "unkillable": unkillable, "exits_at": None}
+
+    def _advance(self, to_ms: int) -> None:
+        self.now_ms = max(self.now_ms, to_ms)
+        for p in self.processes.values():
+            if not p["zombie"] and p["exits_at"] is not None and p["exits_at"] <= self.now_ms:
+                p["zombie"] = True
+
+    def _identified(self, pid: int, token: int) -> dict[str, Any]:
+        p = self.processes.get(pid)
+        if p is None:
+            raise GuestError("not-found")
+        if p["start"] != token:
+            raise GuestError("changed")
+        return p
+
+    def own_pid(self) -> int:
+        return OWN_PID
+
+    def parent_pid(self) -> int:
+        return PARENT_PID
+
+    def own_uid(self) -> int:
+        return UID
+
+    def state(self, pid: int) -> str:
+        p = self.processes.get(pid)
+        return "gone" if p is None else ("zombie" if p["zombie"] else "running")
+
+    def inspect(self, pid: int) -> dict[str, Any]:
+        p = self.processes.get(pid)
+        if p is None:
+            raise GuestError("not-found")
+        return {"pid": pid, "name": os.path.basename(p["argv"][0]) if p["argv"] else "",
+                "argv": [] if p["zombie"] else list(p["argv"]), "start_time_ms": p["start"],
+                "start_token": p["start"], "uid": p["uid"],
+                "state": "zombie" if p["zombie"] else "running"}
+
+    def send(self, pid: int, token: int, sig: str) -> None:
+        if pid in (0, 1, OWN_PID, PARENT_PID):
+            raise GuestError("denied", f"the host refuses to signal PID {pid}")
+        p = self._identified(pid, token)
+        if p["zombie"]:
+            raise GuestError("not-found")
+        if p["uid"] != UID:
+            raise GuestError("denied", f"PID {pid} belongs to uid {p['uid']}")
+        self.signals.append((pid, sig))
+        if sig == "term":
+            if p["on_term"] is not None:
+                p["exits_at"] = self.now_ms + p["on_term"]
+        elif not p["unkillable"]:
+            p["zombie"] = True
+
+    def wait_exit(self, pid: int, token: int, timeout_ms: int) -> bool:
+        try:
+            p = self._identified(pid, token)
+        except GuestError:
+            return True
+        if p["zombie"]:
+            return True
+        deadline = self.now_ms + timeout_ms
+        if p["exits_at"] is not None and p["exits_at"] <= deadline:
+            self._advance(p["exits_at"])
+            return True
+        self._advance(deadline)
+        return False
+
+    def sockets(self, port: int, listening: bool) -> list[dict[str, Any]]:
+        return [{"ipv6": s["ipv6"], "local_address": "::" if s["ipv6"] else "127.0.0.1",
+                 "state": "listen" if s["listening"] else "established", "uid": s["uid"],
+                 "handle": i + 1}
+                for i, s in enumerate(self.sockets_)
+                if s["port"] == port and s["listening"] == listening]
+
+    def socket_owner(self, handle: int) -> Optional[int]:
+        if 1 <= handle <= len(self.sockets_):
+            return self.sockets_[handle - 1]["pid"]
+        return None
+
+    def file_owner(self, path: str) -> dict[str, Any]:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise GuestError("not-found")
+        return {"uid": self.file_owners.get(path, UID), "mode": st.st_mode & 0o7777,
+                "symlink": S.S_ISLNK(st.st_mode)}
+
+    def try_lock(self, path: str, wait_ms: int) -> Optional[str]:
+        if path in self.locks_held_elsewhere or path in self.locks:
+            return None
+        self.locks.add(path)
+        return path
+
+    def release(self, held: str) -> None:
+        self.locks.discard(held)
