@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p pidman-guest --target wasm32-wasip2 --profile guest
+cargo build -p pidman-guest --target wasm32-wasip2 --profile guest
 export PIDMAN_WASM=$PWD/target/wasm32-wasip2/guest/pidman_guest.wasm
 
 python3 -m pip install -q --disable-pip-version-check "wasmtime==50.0.1" "pytest>=7" 2>&1 | grep -v -i "warning" || true

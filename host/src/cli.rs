@@ -86,17 +86,7 @@ enum Command {
         port: u16,
     },
     /// The dev-server start check: exit 0 when the server may start.
-    Preflight {
-        /// The port the server wants.
-        #[arg(long, value_name = "P")]
-        port: Option<u16>,
-        /// Stop a stale server without asking.
-        #[arg(long)]
-        yes: bool,
-        /// Seconds a stale server gets after SIGTERM [default: 5].
-        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
-        timeout: Option<Duration>,
-    },
+    Preflight(#[command(flatten)] StartCheck),
     /// Claim the PID file unless a live server holds it: exit 0 claimed, 1 held.
     Acquire {
         /// Another PID file than <ROOT>/.bengal.pid.
@@ -110,19 +100,27 @@ enum Command {
     /// SIGINT/SIGTERM/SIGHUP, remove the PID file when it exits; exit with
     /// its status.
     Run {
-        /// The port the server wants.
-        #[arg(long, value_name = "P")]
-        port: Option<u16>,
-        /// Stop a stale server without asking.
-        #[arg(long)]
-        yes: bool,
-        /// Seconds a stale server gets after SIGTERM [default: 5].
-        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
-        timeout: Option<Duration>,
+        #[command(flatten)]
+        check: StartCheck,
         /// The server command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+}
+
+/// The options of the start check (`preflight`, and `run` before it starts
+/// the server).
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct StartCheck {
+    /// The port the server wants.
+    #[arg(long, value_name = "P")]
+    port: Option<u16>,
+    /// Stop a stale server without asking.
+    #[arg(long)]
+    yes: bool,
+    /// Seconds a stale server gets after SIGTERM [default: 5].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Option<Duration>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -217,7 +215,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Write { .. } => "write",
         Command::Remove { .. } => "remove",
         Command::Port { .. } => "port",
-        Command::Preflight { .. } => "preflight",
+        Command::Preflight(_) => "preflight",
         Command::Acquire { .. } => "acquire",
         Command::Run { .. } => "run",
     }
@@ -360,10 +358,7 @@ fn run(cli: &Cli) -> Result<Outcome, Error> {
                 ),
             })
         }
-        Command::Preflight { port, yes, timeout } => {
-            let mgr = manager(cli, None)?;
-            preflight(mgr, *port, *yes, *timeout, cli.json)
-        }
+        Command::Preflight(check) => preflight(manager(cli, None)?, check, cli.json),
         Command::Acquire { pid_file, pid } => {
             let mgr = manager(cli, pid_file.as_deref())?;
             let pid = pid.unwrap_or_else(parent_pid);
@@ -389,12 +384,7 @@ fn run(cli: &Cli) -> Result<Outcome, Error> {
                 )),
             }
         }
-        Command::Run {
-            port,
-            yes,
-            timeout,
-            command,
-        } => run_server(cli, *port, *yes, *timeout, command),
+        Command::Run { check, command } => run_server(cli, check, command),
     }
 }
 
@@ -449,13 +439,8 @@ fn confirm(json: bool) -> bool {
     )
 }
 
-fn preflight(
-    mgr: &mut PidManager,
-    port: Option<u16>,
-    yes: bool,
-    timeout: Option<Duration>,
-    json: bool,
-) -> Result<Outcome, Error> {
+fn preflight(mgr: &mut PidManager, start: &StartCheck, json: bool) -> Result<Outcome, Error> {
+    let StartCheck { port, yes, timeout } = *start;
     let report: PreflightReport = mgr.preflight(port)?;
     let file = report.pid_file.clone();
     let mut fields = json!({
@@ -580,13 +565,7 @@ fn forwarded_signals() -> nix::sys::signal::SigSet {
 }
 
 /// `pidman run`: preflight, claim, start, forward, clean up.
-fn run_server(
-    cli: &Cli,
-    port: Option<u16>,
-    yes: bool,
-    timeout: Option<Duration>,
-    command: &[OsString],
-) -> Result<Outcome, Error> {
+fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result<Outcome, Error> {
     // Block the forwarded signals first, in every thread to come: they are
     // taken by the forwarding thread with sigwait. The child starts with an
     // empty mask (std resets it).
@@ -598,7 +577,7 @@ fn run_server(
     let mgr = manager(cli, None)?;
     // A server another pidman keeps claimed runs as intended: a second
     // `run` names it and stops; it never kills it.
-    if let Some(server) = mgr.preflight(port)?.server.filter(|s| s.claimed) {
+    if let Some(server) = mgr.preflight(start.port)?.server.filter(|s| s.claimed) {
         let pid = server.identity.pid;
         return Ok(Outcome::new(
             1,
@@ -609,7 +588,7 @@ fn run_server(
             json!({"claimed": false, "holder": pid}),
         ));
     }
-    let check = preflight(mgr, port, yes, timeout, cli.json)?;
+    let check = preflight(mgr, start, cli.json)?;
     if check.code != 0 {
         return Ok(check);
     }

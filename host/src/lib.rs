@@ -115,6 +115,11 @@ impl From<anyhow::Error> for Error {
     }
 }
 
+/// A timeout as the WIT's milliseconds (saturating).
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The result of [`PidManager::acquire`].
 pub enum Claim<'m, B: Backend = Native> {
     /// The PID file is ours until the guard drops.
@@ -219,7 +224,7 @@ impl<B: Backend> PidManager<B> {
         pid: Pid,
         timeout: Option<Duration>,
     ) -> Result<KillOutcome, Error> {
-        let ms = timeout.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64);
+        let ms = timeout.map(millis);
         self.session
             .call(|g, s| g.call_kill_stale_process(s, pid, ms))?
             .map_err(Error::Guest)
@@ -264,7 +269,7 @@ impl<B: Backend> PidManager<B> {
         timeout: Option<Duration>,
     ) -> Result<ClearReport, Error> {
         let file = self.file();
-        let ms = timeout.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64);
+        let ms = timeout.map(millis);
         self.session
             .call(|g, s| g.call_clear_stale(s, &file, server, port, ms))?
             .map_err(Error::Guest)
