@@ -314,7 +314,8 @@ fn sweep_dead_writers(host: &impl Host, pid_file: &str) {
         let Some(writer) = pidfile::temp_writer(pid_file, &entry) else {
             continue;
         };
-        if writer != host.own_pid() && matches!(host.process_state(writer), Ok(ProcessState::Gone)) {
+        if writer != host.own_pid() && matches!(host.process_state(writer), Ok(ProcessState::Gone))
+        {
             let path = format!("{}/{entry}", dir.trim_end_matches('/'));
             if host.remove_file(&path).is_ok() {
                 host.log(
