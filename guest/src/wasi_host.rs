@@ -4,7 +4,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::bengal::pid_manager::files::{self, FileOwner, Lock};
@@ -95,37 +94,35 @@ impl Host for WasiHost {
     }
 
     fn write_file_atomic(&self, path: &str, temp: &str, contents: &[u8]) -> Result<(), Error> {
-        let target = Path::new(path);
-        let dir = target
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .ok_or_else(|| Error::Invalid(format!("{path} has no parent directory")))?;
-        let tmp = Path::new(temp);
+        let dir = match path.rsplit_once('/') {
+            Some(("", _)) => "/",
+            Some((dir, _)) => dir,
+            None => return Err(Error::Invalid(format!("{path} has no parent directory"))),
+        };
         let written = (|| {
             // O_CREAT|O_EXCL: never opens an existing file or a symlink. A
             // leftover of a dead writer is removed (the link itself) first.
-            let create = || create_new(tmp);
-            let mut file = match create() {
+            let mut file = match create_new(temp) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    fs::remove_file(tmp)?;
-                    create()?
+                    fs::remove_file(temp)?;
+                    create_new(temp)?
                 }
                 // The directory is made only when missing (one call less in
                 // the usual case).
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(dir)?;
-                    create()?
+                    create_dirs(dir)?;
+                    create_new(temp)?
                 }
                 other => other?,
             };
             file.write_all(contents)?;
             file.sync_all()?;
-            fs::rename(tmp, target)?;
+            fs::rename(temp, path)?;
             // The rename is durable once the directory is synced.
             File::open(dir)?.sync_all()
         })();
         if let Err(e) = written {
-            let _ = fs::remove_file(tmp);
+            let _ = fs::remove_file(temp);
             return Err(io_error(path, e));
         }
         Ok(())
@@ -176,13 +173,32 @@ fn open_no_follow(path: &str) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// `mkdir -p` on a string path: what `fs::create_dir_all` does, without
+/// linking `Path`'s component machinery into the plugin.
+fn create_dirs(dir: &str) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match dir.rsplit_once('/') {
+                Some((parent, _)) if !parent.is_empty() => create_dirs(parent)?,
+                _ => return Err(e),
+            }
+            match fs::create_dir(dir) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
 /// Create a file that must not exist yet (`O_CREAT|O_EXCL`, which never
 /// follows a symlink), for writing. Through wasi-libc directly: std's
 /// `OpenOptions` asks for rights that some hosts (jco's Node shim) refuse.
 #[cfg(target_os = "wasi")]
-fn create_new(path: &Path) -> io::Result<File> {
+fn create_new(path: &str) -> io::Result<File> {
     use std::os::fd::FromRawFd;
-    let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes())
+    let c_path = std::ffi::CString::new(path)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
     // SAFETY: a valid NUL-terminated path; a non-negative result is ours.
     let fd = unsafe {
@@ -200,7 +216,7 @@ fn create_new(path: &Path) -> io::Result<File> {
 }
 
 #[cfg(not(target_os = "wasi"))]
-fn create_new(path: &Path) -> io::Result<File> {
+fn create_new(path: &str) -> io::Result<File> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -240,3 +240,23 @@ fn store_in_cache(path: &Path, compiled: &[u8]) {
     }
     let _ = std::fs::remove_file(&tmp);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size budget of issue 4: the embedded plugin stays within 150 KiB.
+    #[test]
+    fn the_embedded_plugin_fits_its_budget() {
+        assert!(
+            EMBEDDED_GUEST.len() <= 150 * 1024,
+            "{} bytes",
+            EMBEDDED_GUEST.len()
+        );
+        assert_eq!(&EMBEDDED_GUEST[..8], b"\0asm\x0d\0\x01\0", "a component");
+        assert_eq!(
+            component_hash(EMBEDDED_GUEST),
+            u64::from_str_radix(EMBEDDED_GUEST_HASH, 16).unwrap()
+        );
+    }
+}

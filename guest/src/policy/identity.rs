@@ -50,7 +50,14 @@ pub fn command_line(info: &ProcessInfo) -> String {
     if info.argv.is_empty() {
         format!("[{}]", info.name)
     } else {
-        info.argv.join(" ")
+        let mut line = String::new();
+        for arg in &info.argv {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(arg);
+        }
+        line
     }
 }
 
