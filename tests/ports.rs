@@ -122,3 +122,72 @@ fn preflight_never_touches_another_programs_port() {
     assert!(run.stdout.contains("pick another port"), "{}", run.stdout);
     assert!(other.running());
 }
+
+/// `preflight` on a terminal: it names the server, asks, and acts on the
+/// answer. (`script` gives pidman a pseudo-terminal.)
+fn preflight_on_a_terminal(answer: &str) -> (Run, Proc) {
+    let env = TestEnv::new();
+    let port = free_port().to_string();
+    let server = bengal(&["--port", &port]);
+    env.write_pid_file(server.pid().to_string());
+    let command = format!(
+        "{PIDMAN} --root {} preflight --port {port}",
+        env.root().display()
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env(
+            "PIDMAN_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache"),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    std::thread::sleep(Duration::from_millis(500));
+    std::io::Write::write_all(script.stdin.as_mut().unwrap(), answer.as_bytes()).unwrap();
+    let run = Run::from(script.wait_with_output().unwrap());
+    (run, server)
+}
+
+#[test]
+fn preflight_asks_on_a_terminal_and_stops_on_yes() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no script(1)");
+        return;
+    }
+    let (run, mut server) = preflight_on_a_terminal("y\n");
+    run.expect(0);
+    let asked = run.stdout.find("Kill stale process? [Y/n]").expect("asked");
+    let named = run
+        .stdout
+        .find(&format!("PID {}", server.pid()))
+        .expect("named the server");
+    assert!(
+        named < asked,
+        "the server is named before the question: {}",
+        run.stdout
+    );
+    assert!(server.wait_for_exit(Duration::from_secs(5)).is_some());
+}
+
+#[test]
+fn preflight_on_a_terminal_keeps_the_server_on_no() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no script(1)");
+        return;
+    }
+    let (run, mut server) = preflight_on_a_terminal("n\n");
+    run.expect(1);
+    assert!(run.stdout.contains("not stopped"), "{}", run.stdout);
+    assert!(server.running());
+}

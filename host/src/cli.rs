@@ -424,9 +424,14 @@ fn port_blocker(port: Option<u16>, status: &PortStatus) -> Option<String> {
 }
 
 /// Ask on the terminal; with no terminal (or `--json`) the answer is no.
-fn confirm(json: bool) -> bool {
+/// The question shows what would be stopped (`found`, then no longer in
+/// the output after it).
+fn confirm(json: bool, found: &mut Vec<String>) -> bool {
     if json || !std::io::stdin().is_terminal() {
         return false;
+    }
+    for line in found.drain(..) {
+        eprintln!("{line}");
     }
     eprint!("Kill stale process? [Y/n] ");
     let mut answer = String::new();
@@ -499,7 +504,7 @@ fn preflight(mgr: &mut PidManager, start: &StartCheck, json: bool) -> Result<Out
             let server = report
                 .server
                 .expect("a stale-server verdict names the server");
-            if !(yes || confirm(json)) {
+            if !(yes || confirm(json, &mut lines)) {
                 lines.push("not stopped: run again with --yes to stop it".into());
                 fields["stopped"] = json!(false);
                 return Ok(Outcome {
