@@ -124,8 +124,17 @@ fn preflight_never_touches_another_programs_port() {
 }
 
 /// `preflight` on a terminal: it names the server, asks, and acts on the
-/// answer. (`script` gives pidman a pseudo-terminal.)
-fn preflight_on_a_terminal(answer: &str) -> (Run, Proc) {
+/// answer. (`script` gives pidman a pseudo-terminal; none when it is not
+/// installed.)
+fn preflight_on_a_terminal(answer: &str) -> Option<(Run, Proc)> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no script(1)");
+        return None;
+    }
     let env = TestEnv::new();
     let port = free_port().to_string();
     let server = bengal(&["--port", &port]);
@@ -148,20 +157,14 @@ fn preflight_on_a_terminal(answer: &str) -> (Run, Proc) {
     std::thread::sleep(Duration::from_millis(500));
     std::io::Write::write_all(script.stdin.as_mut().unwrap(), answer.as_bytes()).unwrap();
     let run = Run::from(script.wait_with_output().unwrap());
-    (run, server)
+    Some((run, server))
 }
 
 #[test]
 fn preflight_asks_on_a_terminal_and_stops_on_yes() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no script(1)");
+    let Some((run, mut server)) = preflight_on_a_terminal("y\n") else {
         return;
-    }
-    let (run, mut server) = preflight_on_a_terminal("y\n");
+    };
     run.expect(0);
     let asked = run.stdout.find("Kill stale process? [Y/n]").expect("asked");
     let named = run
@@ -178,15 +181,9 @@ fn preflight_asks_on_a_terminal_and_stops_on_yes() {
 
 #[test]
 fn preflight_on_a_terminal_keeps_the_server_on_no() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no script(1)");
+    let Some((run, mut server)) = preflight_on_a_terminal("n\n") else {
         return;
-    }
-    let (run, mut server) = preflight_on_a_terminal("n\n");
+    };
     run.expect(1);
     assert!(run.stdout.contains("not stopped"), "{}", run.stdout);
     assert!(server.running());

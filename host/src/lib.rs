@@ -205,6 +205,22 @@ impl<B: Backend> PidManager<B> {
         self.pid_file.to_string_lossy().into_owned()
     }
 
+    /// One export call answering `result<T, error>`, given the PID file's
+    /// path: a trap and a guest error both become an [`Error`].
+    fn ask<T>(
+        &mut self,
+        f: impl FnOnce(
+            &plugin::bindings::exports::bengal::pid_manager::manager::Guest,
+            &mut wasmtime::Store<state::PluginState<B>>,
+            &str,
+        ) -> wasmtime::Result<Result<T, GuestError>>,
+    ) -> Result<T, Error> {
+        let file = self.file();
+        self.session
+            .call(|g, s| f(g, s, &file))?
+            .map_err(Error::Guest)
+    }
+
     /// Whether `pid` runs a Bengal serve command.
     pub fn is_bengal_process(&mut self, pid: Pid) -> Result<bool, Error> {
         Ok(self.session.call(|g, s| g.call_is_bengal_process(s, pid))?)
@@ -212,10 +228,7 @@ impl<B: Backend> PidManager<B> {
 
     /// The live server that owns the PID file, removing a stale file.
     pub fn check_stale_pid(&mut self) -> Result<Option<Pid>, Error> {
-        let file = self.file();
-        self.session
-            .call(|g, s| g.call_check_stale_pid(s, &file))?
-            .map_err(Error::Guest)
+        self.ask(|g, s, file| g.call_check_stale_pid(s, file))
     }
 
     /// SIGTERM, up to `timeout` (default 5 s), SIGKILL.
@@ -225,40 +238,27 @@ impl<B: Backend> PidManager<B> {
         timeout: Option<Duration>,
     ) -> Result<KillOutcome, Error> {
         let ms = timeout.map(millis);
-        self.session
-            .call(|g, s| g.call_kill_stale_process(s, pid, ms))?
-            .map_err(Error::Guest)
+        self.ask(|g, s, _| g.call_kill_stale_process(s, pid, ms))
     }
 
     /// Write `pid` (default: this process) to the PID file, atomically.
     pub fn write_pid_file(&mut self, pid: Option<Pid>) -> Result<Pid, Error> {
-        let file = self.file();
-        self.session
-            .call(|g, s| g.call_write_pid_file(s, &file, pid))?
-            .map_err(Error::Guest)
+        self.ask(|g, s, file| g.call_write_pid_file(s, file, pid))
     }
 
     /// Remove the PID file (with `expected`, only when it names that PID).
     pub fn remove_pid_file(&mut self, expected: Option<Pid>) -> Result<bool, Error> {
-        let file = self.file();
-        self.session
-            .call(|g, s| g.call_remove_pid_file(s, &file, expected))?
-            .map_err(Error::Guest)
+        self.ask(|g, s, file| g.call_remove_pid_file(s, file, expected))
     }
 
     /// Who holds TCP `port`.
     pub fn process_on_port(&mut self, port: u16) -> Result<PortOwner, Error> {
-        self.session
-            .call(|g, s| g.call_get_process_on_port(s, port))?
-            .map_err(Error::Guest)
+        self.ask(|g, s, _| g.call_get_process_on_port(s, port))
     }
 
     /// The dev-server start check.
     pub fn preflight(&mut self, port: Option<u16>) -> Result<PreflightReport, Error> {
-        let file = self.file();
-        self.session
-            .call(|g, s| g.call_preflight(s, &file, port))?
-            .map_err(Error::Guest)
+        self.ask(|g, s, file| g.call_preflight(s, file, port))
     }
 
     /// Stop the server `preflight` found and look at the port again.
@@ -268,22 +268,15 @@ impl<B: Backend> PidManager<B> {
         port: Option<u16>,
         timeout: Option<Duration>,
     ) -> Result<ClearReport, Error> {
-        let file = self.file();
         let ms = timeout.map(millis);
-        self.session
-            .call(|g, s| g.call_clear_stale(s, &file, server, port, ms))?
-            .map_err(Error::Guest)
+        self.ask(|g, s, file| g.call_clear_stale(s, file, server, port, ms))
     }
 
     /// Claim the PID file for `pid` (default: this process) unless a live
     /// server holds it. The guard keeps the lock and removes the file when
     /// it drops.
     pub fn acquire(&mut self, pid: Option<Pid>) -> Result<Claim<'_, B>, Error> {
-        let file = self.file();
-        let claim = self
-            .session
-            .call(|g, s| g.call_acquire(s, &file, pid))?
-            .map_err(Error::Guest)?;
+        let claim = self.ask(|g, s, file| g.call_acquire(s, file, pid))?;
         Ok(match claim {
             GuestClaim::Claimed(lock) => {
                 let pid = pid.unwrap_or_else(|| self.session.store.data_mut().backend.own_pid());
