@@ -12,7 +12,7 @@ use crate::bengal::pid_manager::ports::{TcpSocket, TcpState};
 use crate::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
 use crate::bengal::pid_manager::signals::Signal;
 use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::host::{FileRead, Host};
+use crate::host::{FileKind, FileRead, FileStat, Host};
 
 pub const OWN_PID: Pid = 4000;
 pub const PARENT_PID: Pid = 3999;
@@ -40,6 +40,10 @@ pub struct Proc {
     pub exits_at: Option<u64>,
     /// SIGKILL does not stop it (uninterruptible sleep).
     pub unkillable: bool,
+    /// Stopped (SIGSTOP): it acts on SIGTERM only after SIGCONT.
+    pub stopped: bool,
+    /// A SIGTERM that waits for the process to run again.
+    pub term_pending: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +54,8 @@ pub struct FakeFile {
     pub mode: u32,
     pub symlink: bool,
     pub dir: bool,
+    /// A FIFO, socket or device node.
+    pub special: bool,
 }
 
 #[derive(Default)]
@@ -67,6 +73,10 @@ pub struct State {
     pub lock_attempts: u32,
     pub logs: Vec<String>,
     pub readonly: bool,
+    /// Thread ids that do not lead their process: tid -> its process.
+    pub threads: BTreeMap<Pid, Pid>,
+    /// Calls to `random_u64`, which answers them in turn.
+    pub randoms: u64,
 }
 
 #[derive(Clone)]
@@ -112,6 +122,8 @@ impl Fake {
                 on_term: OnTerm::ExitAfter(50),
                 exits_at: None,
                 unkillable: false,
+                stopped: false,
+                term_pending: false,
             },
         );
     }
@@ -142,6 +154,7 @@ impl Fake {
                 mode: 0o644,
                 symlink: false,
                 dir: false,
+                special: false,
             },
         );
     }
@@ -214,6 +227,11 @@ impl Host for Fake {
     }
 
     fn process_state(&self, pid: Pid) -> Result<ProcessState, Error> {
+        if let Some(tgid) = self.0.borrow().threads.get(&pid) {
+            return Err(Error::Invalid(format!(
+                "{pid} is a thread of process {tgid}"
+            )));
+        }
         Ok(self
             .0
             .borrow()
@@ -224,6 +242,11 @@ impl Host for Fake {
 
     fn inspect(&self, pid: Pid) -> Result<ProcessInfo, Error> {
         let state = self.0.borrow();
+        if let Some(tgid) = state.threads.get(&pid) {
+            return Err(Error::Invalid(format!(
+                "{pid} is a thread of process {tgid}"
+            )));
+        }
         let proc = state.procs.get(&pid).ok_or(Error::NotFound)?;
         Ok(ProcessInfo {
             pid,
@@ -253,8 +276,17 @@ impl Host for Fake {
         let now = state.now;
         let proc = state.procs.get_mut(&target.pid).unwrap();
         match signal {
+            Signal::Term if proc.stopped => proc.term_pending = true,
             Signal::Term => {
                 if let OnTerm::ExitAfter(ms) = proc.on_term {
+                    proc.exits_at = Some(now + ms);
+                }
+            }
+            Signal::Cont => {
+                proc.stopped = false;
+                if std::mem::take(&mut proc.term_pending)
+                    && let OnTerm::ExitAfter(ms) = proc.on_term
+                {
                     proc.exits_at = Some(now + ms);
                 }
             }
@@ -334,14 +366,32 @@ impl Host for Fake {
         }))
     }
 
+    fn file_stat(&self, path: &str) -> Result<FileStat, Error> {
+        let state = self.0.borrow();
+        let file = state.files.get(path).ok_or(Error::NotFound)?;
+        let kind = if file.symlink {
+            FileKind::Symlink
+        } else if file.dir {
+            FileKind::Directory
+        } else if file.special {
+            FileKind::Special
+        } else {
+            FileKind::Regular
+        };
+        Ok(FileStat {
+            kind,
+            size: file.bytes.len() as u64,
+        })
+    }
+
     fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error> {
         let state = self.0.borrow();
         let file = state.files.get(path).ok_or(Error::NotFound)?;
         if file.symlink {
             return Err(Error::Untrusted(format!("{path} is a symlink")));
         }
-        if file.dir {
-            return Err(Error::Invalid(format!("{path} is a directory")));
+        if file.dir || file.special {
+            panic!("the policy opened {path}, which is not a regular file");
         }
         let bytes = file.bytes[..file.bytes.len().min(limit)].to_vec();
         Ok(FileRead {
@@ -369,9 +419,47 @@ impl Host for Fake {
                 mode: 0o644,
                 symlink: false,
                 dir: false,
+                special: false,
             },
         );
         Ok(())
+    }
+
+    fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), Error> {
+        let mut state = self.0.borrow_mut();
+        if state.readonly {
+            return Err(Error::PermissionDenied(format!("{path}: read-only")));
+        }
+        let now = state.now;
+        let file = state.files.entry(path.to_owned()).or_insert(FakeFile {
+            bytes: Vec::new(),
+            modified_ms: now,
+            uid: UID,
+            mode: 0o644,
+            symlink: false,
+            dir: false,
+            special: false,
+        });
+        assert!(
+            !file.symlink && !file.dir && !file.special,
+            "wrote through {path}"
+        );
+        file.bytes = contents.to_vec();
+        file.modified_ms = now;
+        Ok(())
+    }
+
+    fn create_dir_all(&self, dir: &str) -> Result<(), Error> {
+        if self.0.borrow().readonly {
+            return Err(Error::PermissionDenied(format!("{dir}: read-only")));
+        }
+        Ok(())
+    }
+
+    fn random_u64(&self) -> u64 {
+        let mut state = self.0.borrow_mut();
+        state.randoms += 1;
+        state.randoms
     }
 
     fn list_dir(&self, dir: &str) -> Result<Vec<String>, Error> {

@@ -21,6 +21,29 @@ pub struct FileRead {
     pub modified_ms: u64,
 }
 
+/// What kind of entry a path names (never following a symlink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file: the only kind that can be a PID file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A FIFO, socket or device node: opening one may block or have side
+    /// effects, so pidman never does.
+    Special,
+}
+
+/// What `lstat` says of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// The kind of entry.
+    pub kind: FileKind,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// What the policy may ask of the world. Each method mirrors one WIT import
 /// (or one plain-WASI file operation) and decides nothing.
 pub trait Host {
@@ -49,12 +72,21 @@ pub trait Host {
     fn file_owner(&self, path: &str) -> Result<FileOwner, Error>;
     /// An exclusive lock on `path`, waiting at most `wait_ms`.
     fn try_lock(&self, path: &str, wait_ms: u32) -> Result<Option<Self::Lock>, Error>;
+    /// The kind and size of `path` itself (`lstat`), without opening it.
+    fn file_stat(&self, path: &str) -> Result<FileStat, Error>;
     /// Read at most `limit` bytes of a regular file, never through a symlink.
     fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error>;
     /// Replace `path` atomically: write `temp` (created afresh, never
     /// through a symlink), fsync, rename it over `path`, fsync the
     /// directory; creates the directory when missing.
     fn write_file_atomic(&self, path: &str, temp: &str, contents: &[u8]) -> Result<(), Error>;
+    /// Replace the contents of `path` in place (created if missing, never
+    /// through a symlink): for the lock file's record of its claimant.
+    fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), Error>;
+    /// Create `dir` and its missing parents.
+    fn create_dir_all(&self, dir: &str) -> Result<(), Error>;
+    /// A random number, for names no other writer can pick.
+    fn random_u64(&self) -> u64;
     /// The names in directory `dir`.
     fn list_dir(&self, dir: &str) -> Result<Vec<String>, Error>;
     /// Remove `path` itself (a symlink is removed, not its target).

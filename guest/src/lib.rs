@@ -31,6 +31,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+use crate::bengal::pid_manager::files::Lock;
 use crate::bengal::pid_manager::types::{Error, Pid};
 use crate::exports::bengal::pid_manager::manager::{
     Claim, ClearReport, Guest, KillOutcome, PortOwner, PreflightReport, StaleServer,
@@ -58,11 +59,11 @@ impl Guest for Plugin {
     }
 
     fn write_pid_file(pid_file: String, pid: Option<Pid>) -> Result<Pid, Error> {
-        policy::stale::write_pid_file(&WasiHost, &pid_file, pid)
+        policy::write::write_pid_file(&WasiHost, &pid_file, pid)
     }
 
     fn remove_pid_file(pid_file: String, expected: Option<Pid>) -> Result<bool, Error> {
-        policy::stale::remove_pid_file(&WasiHost, &pid_file, expected)
+        policy::write::remove_pid_file(&WasiHost, &pid_file, expected)
     }
 
     fn get_process_on_port(port: u16) -> Result<PortOwner, Error> {
@@ -70,10 +71,20 @@ impl Guest for Plugin {
     }
 
     fn acquire(pid_file: String, pid: Option<Pid>) -> Result<Claim, Error> {
-        policy::stale::acquire(&WasiHost, &pid_file, pid).map(|claim| match claim {
-            policy::stale::Acquired::Claimed(lock) => Claim::Claimed(lock),
-            policy::stale::Acquired::Held(holder) => Claim::Held(holder),
+        policy::claim::acquire(&WasiHost, &pid_file, pid).map(|claim| match claim {
+            policy::claim::Acquired::Claimed(lock) => Claim::Claimed(lock),
+            policy::claim::Acquired::Held(holder) => Claim::Held(holder),
         })
+    }
+
+    fn hand_over(_claim: &Lock, pid_file: String, pid: Pid) -> Result<(), Error> {
+        policy::claim::hand_over(&WasiHost, &pid_file, pid)
+    }
+
+    fn release(claim: Lock, pid_file: String, remove: Option<Pid>) -> Result<bool, Error> {
+        let released = policy::claim::release(&WasiHost, &pid_file, remove);
+        drop(claim);
+        released
     }
 
     fn preflight(pid_file: String, port: Option<u16>) -> Result<PreflightReport, Error> {

@@ -6,6 +6,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+use crate::bengal::pid_manager::types::Error;
 use crate::fake::{Fake, OWN_PID, PARENT_PID};
 use crate::policy::pidfile::{self, PID_MAX};
 use crate::policy::stale::check_stale_pid;
@@ -42,9 +43,15 @@ fn check_property(bytes: &[u8]) -> Result<(), TestCaseError> {
     fake.spawn(SERVER, "bengal serve");
     fake.spawn(4243, "sleep 100");
     fake.write(PID_FILE, bytes);
-    let found =
-        check_stale_pid(&fake, PID_FILE).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let checked = check_stale_pid(&fake, PID_FILE);
     prop_assert!(fake.signals().is_empty(), "a check never signals");
+    if bytes.len() > pidfile::MAX_BYTES {
+        // Not a PID file (a wrong path): refused and kept, whatever it says.
+        prop_assert!(matches!(checked, Err(Error::Invalid(_))), "{:?}", checked);
+        prop_assert!(fake.file(PID_FILE).is_some());
+        return Ok(());
+    }
+    let found = checked.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
     let names_server = pidfile::parse(bytes) == Ok(SERVER);
     prop_assert_eq!(found, names_server.then_some(SERVER));
     // The file is kept exactly when it names the server or the caller (or

@@ -7,11 +7,13 @@ use crate::bengal::pid_manager::signals::Signal;
 use crate::bengal::pid_manager::types::Error;
 use crate::exports::bengal::pid_manager::manager::{KillOutcome, PortOwner, PortStatus, Verdict};
 use crate::fake::{Fake, FakeFile, OWN_PID, OnTerm, PARENT_PID, T0, UID};
+use crate::policy::claim::{Acquired, acquire, hand_over, release};
 use crate::policy::identity::is_bengal_process;
 use crate::policy::kill::{DEFAULT_TIMEOUT_MS, KILL_CONFIRM_MS, kill_stale_process};
 use crate::policy::port::process_on_port;
 use crate::policy::preflight::{clear_stale, preflight};
-use crate::policy::stale::{Acquired, acquire, check_stale_pid, remove_pid_file, write_pid_file};
+use crate::policy::stale::check_stale_pid;
+use crate::policy::write::{remove_pid_file, write_pid_file};
 
 const PID_FILE: &str = "/srv/site/.bengal.pid";
 const LOCK: &str = "/srv/site/.bengal.pid.lock";
@@ -29,7 +31,7 @@ fn check_missing_file_is_none_without_side_effects() {
 
 #[test]
 fn check_removes_garbage() {
-    let long = vec![b'1'; 65];
+    let long = vec![b'1'; 64];
     for garbage in [
         &b""[..],
         b"   \n",
@@ -125,6 +127,7 @@ fn check_reports_read_errors() {
             mode: 0o755,
             symlink: false,
             dir: true,
+            special: false,
         },
     );
     assert!(matches!(
@@ -201,6 +204,7 @@ fn file(bytes: &[u8]) -> FakeFile {
         mode: 0o644,
         symlink: false,
         dir: false,
+        special: false,
     }
 }
 
@@ -213,11 +217,18 @@ fn check_removes_nothing_while_another_process_holds_the_lock() {
     assert!(fake.file(PID_FILE).is_some());
 }
 
+/// The lock record naming `pid` as the live claimant, as `acquire` writes it.
+fn name_claimant(fake: &Fake, pid: u32) {
+    let token = fake.0.borrow().procs[&pid].start_ms;
+    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
+    fake.write(LOCK, format!("{pid} {token}\n").as_bytes());
+}
+
 #[test]
 fn a_lock_holder_is_live_whatever_its_argv() {
     let fake = Fake::new();
-    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
     fake.spawn(4242, "node server.js");
+    name_claimant(&fake, 4242);
     fake.write(PID_FILE, b"4242");
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
     let report = preflight(&fake, PID_FILE, None).unwrap();
@@ -269,7 +280,10 @@ fn kill_terminates_with_sigterm_when_the_process_obeys() {
         kill_stale_process(&fake, 4242, None),
         Ok(KillOutcome::Terminated)
     );
-    assert_eq!(fake.signals(), vec![(4242, Signal::Term)]);
+    assert_eq!(
+        fake.signals(),
+        vec![(4242, Signal::Term), (4242, Signal::Cont)]
+    );
     assert_eq!(fake.now() - start, 50, "returns the moment it exits");
 }
 
@@ -285,7 +299,11 @@ fn kill_escalates_to_sigkill_at_the_timeout() {
     );
     assert_eq!(
         fake.signals(),
-        vec![(4242, Signal::Term), (4242, Signal::Kill)]
+        vec![
+            (4242, Signal::Term),
+            (4242, Signal::Cont),
+            (4242, Signal::Kill)
+        ]
     );
     assert_eq!(fake.now() - start, DEFAULT_TIMEOUT_MS);
 
@@ -470,6 +488,11 @@ fn acquire_is_refused_while_another_pidman_holds_the_lock() {
     fake.spawn(4242, "node server.js");
     fake.write(PID_FILE, b"4242");
     match acquire(&fake, PID_FILE, None).unwrap() {
+        Acquired::Held(holder) => assert_eq!(holder.pid, None, "busy, nobody named"),
+        Acquired::Claimed(_) => panic!("claimed a locked file"),
+    }
+    name_claimant(&fake, 4242);
+    match acquire(&fake, PID_FILE, None).unwrap() {
         Acquired::Held(holder) => assert_eq!(holder.pid, Some(4242)),
         Acquired::Claimed(_) => panic!("claimed a locked file"),
     }
@@ -554,4 +577,212 @@ fn clear_stale_never_signals_a_process_that_reused_the_pid() {
     let cleared = clear_stale(&fake, PID_FILE, &server, None, None).unwrap();
     assert_eq!(cleared.outcome, KillOutcome::AlreadyGone);
     assert!(fake.signals().is_empty());
+}
+
+// --- the issue-8 rules ----------------------------------------------------
+
+fn special(kind: &str) -> FakeFile {
+    match kind {
+        "dir" => FakeFile {
+            dir: true,
+            ..file(b"")
+        },
+        "special" => FakeFile {
+            special: true,
+            ..file(b"")
+        },
+        _ => file(&[b'1'; 65]),
+    }
+}
+
+#[test]
+fn what_cannot_be_a_pid_file_is_refused_unopened_and_kept() {
+    // The fake panics if the policy opens a directory, FIFO or device.
+    for kind in ["dir", "special", "oversized"] {
+        let fake = Fake::new();
+        fake.put(PID_FILE, special(kind));
+        for result in [
+            check_stale_pid(&fake, PID_FILE).map(|_| ()),
+            remove_pid_file(&fake, PID_FILE, None).map(|_| ()),
+            preflight(&fake, PID_FILE, None).map(|_| ()),
+            acquire(&fake, PID_FILE, None).map(|_| ()),
+        ] {
+            assert!(
+                matches!(result, Err(Error::Invalid(_))),
+                "{kind}: {result:?}"
+            );
+        }
+        assert!(fake.file(PID_FILE).is_some(), "{kind} is kept");
+        assert!(fake.removed().is_empty(), "{kind}");
+        assert_eq!(
+            fake.0.borrow().lock_attempts,
+            0,
+            "{kind}: no lock file made"
+        );
+    }
+}
+
+#[test]
+fn a_busy_lock_never_turns_the_identity_rule_off() {
+    // Another pidman holds the lock for a moment and names nobody: the file's
+    // live process must still look like Bengal to count, and nothing is
+    // removed, reported or stopped on its account.
+    let fake = Fake::new();
+    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
+    fake.spawn(4242, "vim notes.txt");
+    fake.write(PID_FILE, b"4242");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    let report = preflight(&fake, PID_FILE, None).unwrap();
+    assert!(report.server.is_none(), "{report:?}");
+    assert!(fake.file(PID_FILE).is_some(), "no removal without the lock");
+    // A record naming a claimant that died, or a PID reused since, is no claim.
+    fake.write(LOCK, b"4242 1\n");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    fake.write(LOCK, b"9999 5\n");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn a_thread_id_is_not_a_process() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.0.borrow_mut().threads.insert(4243, 4242);
+    assert!(!is_bengal_process(&fake, 4243));
+    assert!(matches!(
+        kill_stale_process(&fake, 4243, None),
+        Err(Error::Invalid(_))
+    ));
+    assert!(
+        fake.signals().is_empty(),
+        "never reported gone, never signalled"
+    );
+    fake.write(PID_FILE, b"4243");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert_eq!(fake.file(PID_FILE), None, "no process has that PID: stale");
+}
+
+#[test]
+fn a_stopped_server_is_woken_to_act_on_sigterm() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.with_proc(4242, |p| p.stopped = true);
+    assert_eq!(
+        kill_stale_process(&fake, 4242, None),
+        Ok(KillOutcome::Terminated)
+    );
+    assert_eq!(
+        fake.signals()[..2],
+        [(4242, Signal::Term), (4242, Signal::Cont)]
+    );
+}
+
+#[test]
+fn write_happens_under_the_lock_and_never_over_a_claim() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.write(PID_FILE, b"4242");
+    name_claimant(&fake, 4242);
+    assert!(matches!(
+        write_pid_file(&fake, PID_FILE, Some(77)),
+        Err(Error::Denied(_))
+    ));
+    assert_eq!(
+        fake.file(PID_FILE),
+        Some(b"4242".to_vec()),
+        "the claim's file"
+    );
+    // Busy (a lock that names nobody): refused too, nothing written.
+    fake.write(LOCK, b"");
+    assert!(matches!(
+        write_pid_file(&fake, PID_FILE, Some(77)),
+        Err(Error::Denied(_))
+    ));
+    // The claimant itself (here: the caller's parent) may write.
+    name_claimant(&fake, PARENT_PID);
+    assert_eq!(
+        write_pid_file(&fake, PID_FILE, Some(PARENT_PID)),
+        Ok(PARENT_PID)
+    );
+    // With the lock free, the writer takes it (and lets it go).
+    let free = Fake::new();
+    let attempts = free.0.borrow().lock_attempts;
+    assert_eq!(write_pid_file(&free, PID_FILE, Some(77)), Ok(77));
+    assert_eq!(free.0.borrow().lock_attempts, attempts + 1);
+    assert!(free.0.borrow().locks.is_empty());
+}
+
+#[test]
+fn remove_keeps_another_live_servers_file() {
+    let fake = Fake::new();
+    fake.spawn(4242, "bengal serve");
+    fake.write(PID_FILE, b"4242");
+    assert!(matches!(
+        remove_pid_file(&fake, PID_FILE, None),
+        Err(Error::Denied(_))
+    ));
+    assert!(fake.file(PID_FILE).is_some());
+    // The caller's, its parent's, a dead PID's, garbage: removed.
+    for contents in [
+        OWN_PID.to_string(),
+        PARENT_PID.to_string(),
+        "31337".into(),
+        "junk".into(),
+    ] {
+        fake.write(PID_FILE, contents.as_bytes());
+        assert_eq!(
+            remove_pid_file(&fake, PID_FILE, None),
+            Ok(true),
+            "{contents}"
+        );
+        assert_eq!(fake.file(PID_FILE), None);
+    }
+    // A claimed file (another live claimant holds the lock) is kept.
+    fake.write(PID_FILE, b"4242");
+    name_claimant(&fake, 4242);
+    assert!(matches!(
+        remove_pid_file(&fake, PID_FILE, None),
+        Err(Error::Denied(_))
+    ));
+    assert!(fake.file(PID_FILE).is_some());
+}
+
+#[test]
+fn a_claim_names_its_claimant_and_is_handed_over_and_released() {
+    let fake = Fake::new();
+    let Acquired::Claimed(lock) = acquire(&fake, PID_FILE, None).unwrap() else {
+        panic!("not claimed");
+    };
+    let own_token = fake.0.borrow().procs[&OWN_PID].start_ms;
+    assert_eq!(
+        fake.file(LOCK),
+        Some(format!("{OWN_PID} {own_token}\n").into_bytes())
+    );
+    fake.spawn(4242, "bengal serve");
+    hand_over(&fake, PID_FILE, 4242).unwrap();
+    assert_eq!(fake.file(PID_FILE), Some(b"4242".to_vec()));
+    let token = fake.0.borrow().procs[&4242].start_ms;
+    assert_eq!(
+        fake.file(LOCK),
+        Some(format!("4242 {token}\n").into_bytes())
+    );
+    assert!(matches!(
+        hand_over(&fake, PID_FILE, 31337),
+        Err(Error::Invalid(_))
+    ));
+    // Release: the file goes only while it names the claim's PID.
+    assert_eq!(release(&fake, PID_FILE, Some(1234)), Ok(false));
+    assert!(fake.file(PID_FILE).is_some());
+    assert_eq!(release(&fake, PID_FILE, Some(4242)), Ok(true));
+    assert_eq!(fake.file(PID_FILE), None);
+    assert_eq!(fake.file(LOCK), Some(Vec::new()), "the record is cleared");
+    drop(lock);
+}
+
+#[test]
+fn writers_take_distinct_temporary_names() {
+    let fake = Fake::new();
+    write_pid_file(&fake, PID_FILE, Some(77)).unwrap();
+    write_pid_file(&fake, PID_FILE, Some(78)).unwrap();
+    assert_eq!(fake.0.borrow().randoms, 2, "a fresh nonce for each write");
 }

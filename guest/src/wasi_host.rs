@@ -12,7 +12,7 @@ use crate::bengal::pid_manager::ports::{self, TcpSocket};
 use crate::bengal::pid_manager::process_table::{self, ProcessInfo, ProcessState};
 use crate::bengal::pid_manager::signals::{self, Signal};
 use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::host::{FileRead, Host};
+use crate::host::{FileKind, FileRead, FileStat, Host};
 
 /// The real capabilities of a running component.
 pub struct WasiHost;
@@ -64,12 +64,31 @@ impl Host for WasiHost {
         files::try_lock(path, wait_ms)
     }
 
+    fn file_stat(&self, path: &str) -> Result<FileStat, Error> {
+        let meta = fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
+        let kind = meta.file_type();
+        let kind = if kind.is_file() {
+            FileKind::Regular
+        } else if kind.is_dir() {
+            FileKind::Directory
+        } else if kind.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Special
+        };
+        Ok(FileStat {
+            kind,
+            size: meta.len(),
+        })
+    }
+
     fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error> {
         let file = open_no_follow(path).map_err(|e| io_error(path, e))?;
         let meta = file.metadata().map_err(|e| io_error(path, e))?;
-        if meta.is_dir() {
+        if !meta.is_file() {
+            // The policy looked first (`file_stat`); this is what was opened.
             return Err(Error::Invalid(format!(
-                "{path} is a directory, not a PID file"
+                "{path} is not a regular file, so not a PID file"
             )));
         }
         // One read into a buffer of the limit's size (a PID file fits; a
@@ -100,13 +119,9 @@ impl Host for WasiHost {
             None => return Err(Error::Invalid(format!("{path} has no parent directory"))),
         };
         let written = (|| {
-            // O_CREAT|O_EXCL: never opens an existing file or a symlink. A
-            // leftover of a dead writer is removed (the link itself) first.
+            // O_CREAT|O_EXCL: never opens an existing file (another writer's,
+            // whose name is unique to it) or a symlink.
             let mut file = match create_new(temp) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    fs::remove_file(temp)?;
-                    create_new(temp)?
-                }
                 // The directory is made only when missing (one call less in
                 // the usual case).
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -117,6 +132,7 @@ impl Host for WasiHost {
             };
             file.write_all(contents)?;
             file.sync_all()?;
+            log::emit(Level::Debug, &format!("temporary file written: {temp}"));
             fs::rename(temp, path)?;
             // The rename is durable once the directory is synced.
             File::open(dir)?.sync_all()
@@ -126,6 +142,25 @@ impl Host for WasiHost {
             return Err(io_error(path, e));
         }
         Ok(())
+    }
+
+    fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), Error> {
+        open_for_rewrite(path)
+            .and_then(|mut file| file.write_all(contents))
+            .map_err(|e| io_error(path, e))
+    }
+
+    fn create_dir_all(&self, dir: &str) -> Result<(), Error> {
+        create_dirs(dir).map_err(|e| io_error(dir, e))
+    }
+
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        // WASI's random source seeds std's hasher keys; each `RandomState`
+        // takes fresh ones.
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
     }
 
     fn list_dir(&self, dir: &str) -> Result<Vec<String>, Error> {
@@ -213,6 +248,37 @@ fn create_new(path: &str) -> io::Result<File> {
     }
     // SAFETY: `fd` was just opened and nothing else owns it.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Open `path` for writing from its start, created if missing, truncated,
+/// never through a symlink (`O_NOFOLLOW`).
+#[cfg(target_os = "wasi")]
+fn open_for_rewrite(path: &str) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let c_path = std::ffi::CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: a valid NUL-terminated path; a non-negative result is ours.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn open_for_rewrite(path: &str) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
 }
 
 #[cfg(not(target_os = "wasi"))]

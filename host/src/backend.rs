@@ -4,19 +4,19 @@
 //! same linker and the same guest run on either, with no `cfg` switch.
 //!
 //! The filesystem is not here: it is WASI, preopened on the PID file's
-//! directory, for every backend. Paths reaching [`Backend::file_owner`] and
-//! [`Backend::try_lock`] have already passed the grant check.
+//! directory, for every backend. Every request reaches a backend through
+//! the gate ([`crate::gate`], applied in `host_impl.rs`): paths have passed
+//! the grant, signals the floor, waits the budget. Backends only act.
 
-use std::any::Any;
-use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
+pub use crate::bindings::HeldLock;
+use crate::bindings::bengal::pid_manager::files::FileOwner;
+use crate::bindings::bengal::pid_manager::ports::TcpSocket;
+use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::signals::Signal;
+use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::capabilities::{files, ports::PortTable, process_table, signals};
-use crate::plugin::bindings::bengal::pid_manager::files::FileOwner;
-use crate::plugin::bindings::bengal::pid_manager::ports::TcpSocket;
-use crate::plugin::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
-use crate::plugin::bindings::bengal::pid_manager::signals::Signal;
-use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// The capabilities behind the WIT imports (one method per function).
 pub trait Backend: Send + 'static {
@@ -30,7 +30,7 @@ pub trait Backend: Send + 'static {
     fn process_state(&mut self, pid: Pid) -> Result<ProcessState, Error>;
     /// `process-table.inspect`.
     fn inspect(&mut self, pid: Pid) -> Result<ProcessInfo, Error>;
-    /// `signals.send`, with the host's own refusals.
+    /// `signals.send`, to a target that passed the gate's floor.
     fn send(&mut self, target: ProcessIdentity, signal: Signal) -> Result<(), Error>;
     /// `signals.wait-exit`.
     fn wait_exit(&mut self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error>;
@@ -42,28 +42,6 @@ pub trait Backend: Send + 'static {
     fn file_owner(&mut self, path: &Path) -> Result<FileOwner, Error>;
     /// `files.try-lock`, for a path inside the grant.
     fn try_lock(&mut self, path: &Path, wait_ms: u32) -> Result<Option<HeldLock>, Error>;
-}
-
-/// A held `files.lock`: whatever keeps the lock (released on drop), and the
-/// descriptor a child process can inherit to keep it, where there is one.
-pub struct HeldLock {
-    _guard: Box<dyn Any + Send>,
-    fd: Option<RawFd>,
-}
-
-impl HeldLock {
-    /// A lock kept alive by `guard`, shareable through `fd` when given.
-    pub fn new(guard: impl Any + Send, fd: Option<RawFd>) -> Self {
-        Self {
-            _guard: Box::new(guard),
-            fd,
-        }
-    }
-
-    /// The lock file's descriptor (close-on-exec), if the lock has one.
-    pub fn fd(&self) -> Option<RawFd> {
-        self.fd
-    }
 }
 
 /// The real operating system: `/proc` (or `sysinfo`), pidfds, sock_diag,
@@ -92,9 +70,6 @@ impl Backend for Native {
     }
 
     fn inspect(&mut self, pid: Pid) -> Result<ProcessInfo, Error> {
-        if pid == 0 || pid > i32::MAX as u32 {
-            return Err(Error::NotFound);
-        }
         self.processes.inspect(pid)
     }
 
@@ -119,9 +94,6 @@ impl Backend for Native {
     }
 
     fn try_lock(&mut self, path: &Path, wait_ms: u32) -> Result<Option<HeldLock>, Error> {
-        Ok(files::try_lock(path, wait_ms)?.map(|lock| {
-            let fd = lock.fd().as_raw_fd();
-            HeldLock::new(lock, Some(fd))
-        }))
+        Ok(files::try_lock(path, wait_ms)?.map(HeldLock::new))
     }
 }

@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::supervise;
 use crate::{
     Claim, ClearReport, Error, GuestError, KillOutcome, Native, PidManager, Plugin, PortOwner,
     PortStatus, PreflightReport, Verdict,
@@ -161,7 +161,7 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             if json {
-                print_json(
+                let _ = print_json(
                     &json!({"ok": false, "error": {"kind": "usage", "message": e.to_string().trim()}}),
                 );
             } else {
@@ -172,38 +172,54 @@ pub fn main() -> ExitCode {
         }
     };
     let command = command_name(&cli.command);
-    match run(&cli) {
+    let (code, printed) = match run(&cli) {
         Ok(outcome) => {
-            if cli.json {
+            let printed = if cli.json {
                 let mut fields = outcome.fields;
                 fields["ok"] = json!(true);
                 fields["command"] = json!(command);
                 fields["exit"] = json!(outcome.code);
-                print_json(&fields);
+                print_json(&fields)
             } else {
-                let mut out = std::io::stdout().lock();
-                for line in &outcome.lines {
-                    let _ = writeln!(out, "{line}");
-                }
-            }
-            ExitCode::from(outcome.code)
+                print_lines(&outcome.lines)
+            };
+            (outcome.code, printed)
         }
         Err(e) => {
-            if cli.json {
+            let printed = if cli.json {
                 print_json(&json!({
                     "ok": false, "command": command, "exit": 2,
                     "error": {"kind": e.kind(), "message": e.to_string()},
-                }));
+                }))
             } else {
                 eprintln!("pidman: {e}");
-            }
+                Ok(())
+            };
+            (2, printed)
+        }
+    };
+    match printed {
+        Ok(()) => ExitCode::from(code),
+        // A closed or full stdout: the answer did not arrive, say so.
+        Err(e) => {
+            eprintln!("pidman: cannot write the answer to stdout: {e}");
             ExitCode::from(2)
         }
     }
 }
 
-fn print_json(value: &Value) {
-    println!("{value}");
+fn print_json(value: &Value) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}")?;
+    out.flush()
+}
+
+fn print_lines(lines: &[String]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
 }
 
 fn command_name(command: &Command) -> &'static str {
@@ -222,24 +238,54 @@ fn command_name(command: &Command) -> &'static str {
 }
 
 fn plugin(cli: &Cli) -> Result<Plugin, Error> {
-    Ok(match &cli.plugin {
+    let plugin = match &cli.plugin {
         Some(path) => Plugin::from_file(path)?,
         None => Plugin::embedded()?,
-    })
+    };
+    Ok(plugin.exit_on_overrun())
+}
+
+/// `PIDMAN_CALL_BUDGET_MS`: each plugin call's wall-clock budget, for slow
+/// machines and for the tests of the limits; else the library's default.
+fn call_budget() -> Result<Duration, Error> {
+    match std::env::var("PIDMAN_CALL_BUDGET_MS") {
+        Err(_) => Ok(crate::DEFAULT_BUDGET),
+        Ok(ms) => ms.parse().map(Duration::from_millis).map_err(|_| {
+            Error::Io(anyhow::anyhow!(
+                "PIDMAN_CALL_BUDGET_MS={ms:?} is not a number of milliseconds"
+            ))
+        }),
+    }
 }
 
 /// The command's manager. It lives until the process exits: leaking it
 /// spares a short-lived process the teardown of the engine (a tenth of its
 /// run time), and every claim a command keeps is released explicitly.
 fn manager(cli: &Cli, pid_file: Option<&Path>) -> Result<&'static mut PidManager, Error> {
+    let budget = call_budget()?;
     let plugin = plugin(cli)?;
     let backend = Native::default();
-    let manager = match pid_file {
+    let mut manager = match pid_file {
         Some(file) => PidManager::for_pid_file(&plugin, file, backend, cli.verbose),
         None => PidManager::in_root(&plugin, &cli.root, backend, cli.verbose),
     }?;
+    manager.set_budget(budget);
     std::mem::forget(plugin);
     Ok(Box::leak(Box::new(manager)))
+}
+
+/// The manager for a command that creates the PID file: a missing project
+/// root is made first (the plugin may use nothing outside it).
+fn creating_manager(cli: &Cli, pid_file: Option<&Path>) -> Result<&'static mut PidManager, Error> {
+    if pid_file.is_none() && !cli.root.exists() {
+        std::fs::create_dir_all(&cli.root).map_err(|e| {
+            Error::Io(anyhow::anyhow!(
+                "cannot create the project root {}: {e}",
+                cli.root.display()
+            ))
+        })?;
+    }
+    manager(cli, pid_file)
 }
 
 fn parent_pid() -> u32 {
@@ -314,9 +360,13 @@ fn run(cli: &Cli) -> Result<Outcome, Error> {
             }
         }
         Command::Write { pid_file, pid } => {
-            let mgr = manager(cli, pid_file.as_deref())?;
-            let written = mgr.write_pid_file(Some(pid.unwrap_or_else(parent_pid)))?;
+            let mgr = creating_manager(cli, pid_file.as_deref())?;
             let file = mgr.pid_file().display().to_string();
+            let written = match mgr.write_pid_file(Some(pid.unwrap_or_else(parent_pid))) {
+                Ok(written) => written,
+                Err(e) if refused(&e) => return Ok(refusal(&file, &e)),
+                Err(e) => return Err(e),
+            };
             Ok(Outcome::new(
                 0,
                 format!("wrote {written} to {file}"),
@@ -325,8 +375,12 @@ fn run(cli: &Cli) -> Result<Outcome, Error> {
         }
         Command::Remove { pid_file } => {
             let mgr = manager(cli, pid_file.as_deref())?;
-            let removed = mgr.remove_pid_file(None)?;
             let file = mgr.pid_file().display().to_string();
+            let removed = match mgr.remove_pid_file(None) {
+                Ok(removed) => removed,
+                Err(e) if refused(&e) => return Ok(refusal(&file, &e)),
+                Err(e) => return Err(e),
+            };
             let line = if removed {
                 format!("removed {file}")
             } else {
@@ -360,14 +414,14 @@ fn run(cli: &Cli) -> Result<Outcome, Error> {
         }
         Command::Preflight(check) => preflight(manager(cli, None)?, check, cli.json),
         Command::Acquire { pid_file, pid } => {
-            let mgr = manager(cli, pid_file.as_deref())?;
+            let mgr = creating_manager(cli, pid_file.as_deref())?;
             let pid = pid.unwrap_or_else(parent_pid);
             let file = mgr.pid_file().display().to_string();
             match mgr.acquire(Some(pid))? {
                 // The CLI's claim ends with this process: the lock is
                 // released, and the file stays, naming `pid`.
                 Claim::Claimed(guard) => {
-                    std::mem::forget(guard);
+                    guard.keep_file()?;
                     Ok(Outcome::new(
                         0,
                         format!("claimed {file} for {pid}"),
@@ -386,6 +440,15 @@ fn run(cli: &Cli) -> Result<Outcome, Error> {
         }
         Command::Run { check, command } => run_server(cli, check, command),
     }
+}
+
+/// A change the plugin refused (exit 1), naming why.
+fn refusal(file: &str, e: &Error) -> Outcome {
+    Outcome::new(
+        1,
+        format!("{file} was left as it is: {e}"),
+        json!({"pid_file": file, "refused": true, "reason": e.to_string(), "kind": e.kind()}),
+    )
 }
 
 fn kill_name(outcome: KillOutcome) -> &'static str {
@@ -435,9 +498,15 @@ fn confirm(json: bool, found: &mut Vec<String>) -> bool {
     }
     eprint!("Kill stale process? [Y/n] ");
     let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
+    match std::io::stdin().lock().read_line(&mut answer) {
+        // End of input (Ctrl-D) is no; so is an error.
+        Ok(0) | Err(_) => {
+            eprintln!();
+            return false;
+        }
+        Ok(_) => {}
     }
+    // An empty line is yes.
     matches!(
         answer.trim().to_ascii_lowercase().as_str(),
         "" | "y" | "yes"
@@ -559,27 +628,11 @@ fn preflight(mgr: &mut PidManager, start: &StartCheck, json: bool) -> Result<Out
     }
 }
 
-/// The signals `run` forwards to its child.
-fn forwarded_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    set
-}
-
 /// `pidman run`: preflight, claim, start, forward, clean up.
 fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result<Outcome, Error> {
-    // Block the forwarded signals first, in every thread to come: they are
-    // taken by the forwarding thread with sigwait. The child starts with an
-    // empty mask (std resets it).
-    let signals = forwarded_signals();
-    signals
-        .thread_block()
-        .map_err(|e| Error::Plugin(e.into()))?;
-
-    let mgr = manager(cli, None)?;
+    // First, before any thread exists: a signal from now on waits for us.
+    supervise::block_forwarded().map_err(|e| Error::Io(e.into()))?;
+    let mgr = creating_manager(cli, None)?;
     // A server another pidman keeps claimed runs as intended: a second
     // `run` names it and stops; it never kills it.
     if let Some(server) = mgr.preflight(start.port)?.server.filter(|s| s.claimed) {
@@ -611,58 +664,35 @@ fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result<Out
             ));
         }
     };
-    let lock_fd = guard
-        .lock_fd()
-        .expect("the native backend's lock is a file descriptor");
-    let mut child_cmd = std::process::Command::new(&command[0]);
-    child_cmd.args(&command[1..]);
-    // SAFETY: only async-signal-safe fcntl between fork and exec: the child
-    // keeps the lock descriptor, so the claim lives as long as it does.
-    unsafe {
-        child_cmd.pre_exec(move || {
-            if libc::fcntl(lock_fd, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    let file = guard.pid_file().display().to_string();
+    // A signal that came while we checked and claimed stops us here: the
+    // server never starts.
+    if let Some(signal) = supervise::pending() {
+        guard.release()?;
+        let code = 128 + signal as u8;
+        return Ok(Outcome::new(
+            code,
+            format!("{} before the server started: not started", signal.as_str()),
+            json!({"pid_file": file, "started": false, "signal": signal.as_str(), "status": code}),
+        ));
     }
-    let mut child = child_cmd.spawn().map_err(|e| {
-        Error::Plugin(anyhow::anyhow!(
+    let child = supervise::spawn(command).map_err(|e| {
+        Error::Io(anyhow::anyhow!(
             "cannot start {}: {e}",
             command[0].to_string_lossy()
         ))
     })?;
     let child_pid = child.id();
     if let Err(e) = guard.set_pid(child_pid) {
-        eprintln!("pidman: warning: could not write the child's PID ({e}); the file names pidman");
+        eprintln!(
+            "pidman: warning: could not hand the claim to the server ({e}); the file names pidman"
+        );
     }
-    std::thread::spawn(move || {
-        loop {
-            if let Ok(signal) = signals.wait() {
-                let _ =
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child_pid as i32), signal);
-            }
-        }
-    });
-    let status = loop {
-        match child.wait() {
-            Ok(status) => break status,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::Plugin(anyhow::anyhow!(
-                    "waiting for the server: {e}"
-                )));
-            }
-        }
-    };
-    let file = guard.pid_file().display().to_string();
+    let status = supervise::forward_until_exit(child)
+        .map_err(|e| Error::Io(anyhow::anyhow!("waiting for the server: {e}")))?;
     guard.release()?;
-    let code = match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(signal)) => 128u8.saturating_add(signal as u8),
-        _ => 1,
-    };
-    let fields = json!({"pid_file": file, "pid": child_pid, "status": code});
+    let code = supervise::exit_code(status);
+    let fields = json!({"pid_file": file, "pid": child_pid, "status": code, "started": true});
     Ok(Outcome {
         code,
         lines: vec![],

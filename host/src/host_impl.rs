@@ -1,17 +1,29 @@
-//! The WIT import traits, implemented for the store's state over any
-//! [`Backend`]: conversion and forwarding only, plus the grant check on
-//! paths (a host rule that holds for every backend).
+//! The gate: the WIT import traits, implemented for the store's state over
+//! any [`Backend`]. Each request passes the host's own rules
+//! ([`crate::gate`]: the path grant, the signal floor, the call's time
+//! budget) and then goes to the backend, which only acts.
 
 use wasmtime::component::Resource;
 
-use crate::backend::{Backend, HeldLock};
-use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::plugin::bindings::bengal::pid_manager::{
-    files, log, ports, process_table, signals, types,
-};
+use crate::backend::Backend;
+use crate::bindings::HeldLock;
+use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::bindings::bengal::pid_manager::{files, log, ports, process_table, signals, types};
+use crate::gate::{self, Caller};
 use crate::state::PluginState;
 
 type Answer<T> = wasmtime::Result<Result<T, Error>>;
+
+impl<B: Backend> PluginState<B> {
+    /// A blocking import may not start once the call's budget is spent: the
+    /// call is stopped (a trap), whatever the plugin would do next.
+    fn within_budget(&self) -> wasmtime::Result<()> {
+        if self.budget.spent() {
+            wasmtime::bail!("the plugin ran past its time budget; stopped");
+        }
+        Ok(())
+    }
+}
 
 impl<B: Backend> types::Host for PluginState<B> {}
 
@@ -39,10 +51,31 @@ impl<B: Backend> process_table::Host for PluginState<B> {
 
 impl<B: Backend> signals::Host for PluginState<B> {
     fn send(&mut self, target: ProcessIdentity, sig: signals::Signal) -> Answer<()> {
+        let caller = Caller {
+            pid: self.backend.own_pid(),
+            parent: self.backend.parent_pid(),
+            uid: self.backend.own_uid(),
+        };
+        // The owner matters only to a caller that is not root.
+        let owner = match caller.uid {
+            0 => None,
+            _ => self
+                .backend
+                .inspect(target.pid)
+                .ok()
+                .and_then(|info| info.uid),
+        };
+        if let Some(why) = gate::signal_refusal(&caller, target.pid, owner) {
+            return Ok(Err(Error::Denied(format!(
+                "the host refuses to signal: {why}"
+            ))));
+        }
         Ok(self.backend.send(target, sig))
     }
 
     fn wait_exit(&mut self, target: ProcessIdentity, timeout_ms: u64) -> Answer<bool> {
+        self.within_budget()?;
+        let timeout_ms = self.budget.clamp_ms(timeout_ms);
         Ok(self.backend.wait_exit(target, timeout_ms))
     }
 }
@@ -66,10 +99,12 @@ impl<B: Backend> files::Host for PluginState<B> {
     }
 
     fn try_lock(&mut self, path: String, wait_ms: u32) -> Answer<Option<Resource<HeldLock>>> {
+        self.within_budget()?;
         let checked = match self.grant.check(&path) {
             Ok(path) => path,
             Err(e) => return Ok(Err(e)),
         };
+        let wait_ms = self.budget.clamp_ms(u64::from(wait_ms)) as u32;
         match self.backend.try_lock(checked, wait_ms) {
             Ok(Some(lock)) => Ok(Ok(Some(self.table.push(lock)?))),
             Ok(None) => Ok(Ok(None)),

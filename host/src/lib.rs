@@ -29,14 +29,19 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+mod bindings;
+mod cache;
 mod capabilities;
 pub mod cli;
+mod gate;
 mod host_impl;
 mod paths;
 mod plugin;
-pub mod procfs;
 pub mod simulated;
 mod state;
+mod supervise;
+mod wasi_budget;
+mod watchdog;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,18 +49,18 @@ use std::time::Duration;
 
 use wasmtime::component::Resource;
 
-use crate::backend::HeldLock;
 pub use crate::backend::{Backend, Native};
-pub use crate::plugin::Plugin;
-use crate::plugin::Session;
-pub use crate::plugin::bindings::bengal::pid_manager::types::{
-    Error as GuestError, Pid, ProcessIdentity,
-};
-use crate::plugin::bindings::exports::bengal::pid_manager::manager::Claim as GuestClaim;
-pub use crate::plugin::bindings::exports::bengal::pid_manager::manager::{
+use crate::bindings::HeldLock;
+pub use crate::bindings::bengal::pid_manager::types::{Error as GuestError, Pid, ProcessIdentity};
+use crate::bindings::exports::bengal::pid_manager::manager::Claim as GuestClaim;
+pub use crate::bindings::exports::bengal::pid_manager::manager::{
     ClearReport, KillOutcome, PortOwner, PortStatus, PreflightReport, ProcessSummary, StaleServer,
     Verdict,
 };
+/// The Linux `/proc` readers behind the process table (for benchmarks).
+pub use crate::capabilities::procfs;
+pub use crate::plugin::{DEFAULT_BUDGET, Plugin};
+use crate::plugin::{Exports, Session};
 
 /// What can go wrong in a [`PidManager`] call.
 #[derive(Debug)]
@@ -63,9 +68,12 @@ pub enum Error {
     /// The plugin answered with an error: it refused, or the operating
     /// system did. The operation had no effect beyond what the error says.
     Guest(GuestError),
-    /// The plugin could not be loaded or run to the end (it trapped, or ran
-    /// out of fuel or memory). The host is unharmed.
+    /// The plugin could not be loaded or run to the end (it trapped, ran out
+    /// of fuel, memory or time). The host is unharmed.
     Plugin(anyhow::Error),
+    /// The host could not do its own part: a project root or PID file path
+    /// it cannot use, a command it cannot start, output it cannot write.
+    Io(anyhow::Error),
 }
 
 impl Error {
@@ -73,6 +81,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Plugin(_) => "plugin",
+            Error::Io(_) => "io",
             Error::Guest(e) => match e {
                 GuestError::NotFound => "not-found",
                 GuestError::PermissionDenied(_) => "permission-denied",
@@ -91,7 +100,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Plugin(e) => write!(f, "{e:#}"),
+            Error::Plugin(e) | Error::Io(e) => write!(f, "{e:#}"),
             Error::Guest(e) => match e {
                 GuestError::NotFound => f.write_str("not found"),
                 GuestError::Changed => f.write_str("the PID now belongs to another process"),
@@ -136,6 +145,7 @@ pub enum Claim<'m, B: Backend = Native> {
 pub struct PidManager<B: Backend = Native> {
     session: Session<B>,
     pid_file: PathBuf,
+    budget: Duration,
 }
 
 impl PidManager<Native> {
@@ -153,22 +163,30 @@ impl PidManager<Native> {
 
 impl<B: Backend> PidManager<B> {
     /// The manager for the PID file the plugin names for `project_root`.
+    /// The plugin may use the project root and nothing else: the grant comes
+    /// from the root the caller gave, and a PID file the plugin names
+    /// outside it is refused.
     pub fn in_root(
         plugin: &Plugin<B>,
         project_root: &Path,
         backend: B,
         verbose: bool,
     ) -> Result<Self, Error> {
-        let root = paths::resolve_dir(project_root)?;
+        let root = paths::resolve_dir(project_root).map_err(Error::Io)?;
         let mut session = plugin.instantiate(&root, backend, verbose)?;
-        let root_str = paths::utf8(&root)?;
-        let pid_file = session.call(|g, s| g.call_get_pid_file(s, root_str))?;
-        let (grant, pid_file) = paths::resolve_file(Path::new(&pid_file))?;
-        if grant == root {
-            return Ok(Self { session, pid_file });
+        let root_str = paths::utf8(&root).map_err(Error::Io)?;
+        let named = session.call(DEFAULT_BUDGET, |g, s| g.call_get_pid_file(s, root_str))?;
+        if gate::Grant::new(root.clone()).check(&named).is_err() {
+            return Err(Error::Plugin(anyhow::anyhow!(
+                "the plugin named {named} as the PID file, outside the project root {}",
+                root.display()
+            )));
         }
-        let session = plugin.instantiate(&grant, session.into_backend(), verbose)?;
-        Ok(Self { session, pid_file })
+        Ok(Self {
+            session,
+            pid_file: PathBuf::from(named),
+            budget: DEFAULT_BUDGET,
+        })
     }
 
     /// The manager for an explicit PID file. The plugin may touch only its
@@ -180,9 +198,19 @@ impl<B: Backend> PidManager<B> {
         backend: B,
         verbose: bool,
     ) -> Result<Self, Error> {
-        let (grant, pid_file) = paths::resolve_file(pid_file)?;
+        let (grant, pid_file) = paths::resolve_file(pid_file).map_err(Error::Io)?;
         let session = plugin.instantiate(&grant, backend, verbose)?;
-        Ok(Self { session, pid_file })
+        Ok(Self {
+            session,
+            pid_file,
+            budget: DEFAULT_BUDGET,
+        })
+    }
+
+    /// The wall-clock budget of each call ([`DEFAULT_BUDGET`] unless set);
+    /// a call with a timeout of its own gets that timeout on top.
+    pub fn set_budget(&mut self, budget: Duration) {
+        self.budget = budget;
     }
 
     /// The backend, for a look at what it saw (the simulated one records
@@ -196,39 +224,44 @@ impl<B: Backend> PidManager<B> {
         &self.pid_file
     }
 
+    /// The directory the plugin may use.
+    pub fn grant(&self) -> &Path {
+        self.session.grant()
+    }
+
     /// The plugin's account of its last call's decisions.
     pub fn log(&self) -> &[String] {
         self.session.log()
     }
 
-    fn file(&self) -> String {
-        self.pid_file.to_string_lossy().into_owned()
-    }
-
     /// One export call answering `result<T, error>`, given the PID file's
-    /// path: a trap and a guest error both become an [`Error`].
+    /// path, within the budget plus `extra`: a trap and a guest error both
+    /// become an [`Error`].
     fn ask<T>(
         &mut self,
+        extra: Duration,
         f: impl FnOnce(
-            &plugin::bindings::exports::bengal::pid_manager::manager::Guest,
+            &Exports,
             &mut wasmtime::Store<state::PluginState<B>>,
             &str,
         ) -> wasmtime::Result<Result<T, GuestError>>,
     ) -> Result<T, Error> {
-        let file = self.file();
+        let file = self.pid_file.to_string_lossy().into_owned();
         self.session
-            .call(|g, s| f(g, s, &file))?
+            .call(self.budget.saturating_add(extra), |g, s| f(g, s, &file))?
             .map_err(Error::Guest)
     }
 
     /// Whether `pid` runs a Bengal serve command.
     pub fn is_bengal_process(&mut self, pid: Pid) -> Result<bool, Error> {
-        Ok(self.session.call(|g, s| g.call_is_bengal_process(s, pid))?)
+        Ok(self
+            .session
+            .call(self.budget, |g, s| g.call_is_bengal_process(s, pid))?)
     }
 
     /// The live server that owns the PID file, removing a stale file.
     pub fn check_stale_pid(&mut self) -> Result<Option<Pid>, Error> {
-        self.ask(|g, s, file| g.call_check_stale_pid(s, file))
+        self.ask(Duration::ZERO, |g, s, file| g.call_check_stale_pid(s, file))
     }
 
     /// SIGTERM, up to `timeout` (default 5 s), SIGKILL.
@@ -238,27 +271,37 @@ impl<B: Backend> PidManager<B> {
         timeout: Option<Duration>,
     ) -> Result<KillOutcome, Error> {
         let ms = timeout.map(millis);
-        self.ask(|g, s, _| g.call_kill_stale_process(s, pid, ms))
+        self.ask(timeout.unwrap_or_default(), |g, s, _| {
+            g.call_kill_stale_process(s, pid, ms)
+        })
     }
 
-    /// Write `pid` (default: this process) to the PID file, atomically.
+    /// Write `pid` (default: this process) to the PID file, atomically,
+    /// under its lock.
     pub fn write_pid_file(&mut self, pid: Option<Pid>) -> Result<Pid, Error> {
-        self.ask(|g, s, file| g.call_write_pid_file(s, file, pid))
+        self.ask(Duration::ZERO, |g, s, file| {
+            g.call_write_pid_file(s, file, pid)
+        })
     }
 
-    /// Remove the PID file (with `expected`, only when it names that PID).
+    /// Clean shutdown: remove the PID file unless it names another live
+    /// server (with `expected`, only when it names that PID).
     pub fn remove_pid_file(&mut self, expected: Option<Pid>) -> Result<bool, Error> {
-        self.ask(|g, s, file| g.call_remove_pid_file(s, file, expected))
+        self.ask(Duration::ZERO, |g, s, file| {
+            g.call_remove_pid_file(s, file, expected)
+        })
     }
 
     /// Who holds TCP `port`.
     pub fn process_on_port(&mut self, port: u16) -> Result<PortOwner, Error> {
-        self.ask(|g, s, _| g.call_get_process_on_port(s, port))
+        self.ask(Duration::ZERO, |g, s, _| {
+            g.call_get_process_on_port(s, port)
+        })
     }
 
     /// The dev-server start check.
     pub fn preflight(&mut self, port: Option<u16>) -> Result<PreflightReport, Error> {
-        self.ask(|g, s, file| g.call_preflight(s, file, port))
+        self.ask(Duration::ZERO, |g, s, file| g.call_preflight(s, file, port))
     }
 
     /// Stop the server `preflight` found and look at the port again.
@@ -269,17 +312,19 @@ impl<B: Backend> PidManager<B> {
         timeout: Option<Duration>,
     ) -> Result<ClearReport, Error> {
         let ms = timeout.map(millis);
-        self.ask(|g, s, file| g.call_clear_stale(s, file, server, port, ms))
+        self.ask(timeout.unwrap_or_default(), |g, s, file| {
+            g.call_clear_stale(s, file, server, port, ms)
+        })
     }
 
     /// Claim the PID file for `pid` (default: this process) unless a live
-    /// server holds it. The guard keeps the lock and removes the file when
-    /// it drops.
+    /// server holds it. The guard keeps the lock (which names the claimant)
+    /// and removes the file when it drops.
     pub fn acquire(&mut self, pid: Option<Pid>) -> Result<Claim<'_, B>, Error> {
-        let claim = self.ask(|g, s, file| g.call_acquire(s, file, pid))?;
+        let claim = self.ask(Duration::ZERO, |g, s, file| g.call_acquire(s, file, pid))?;
         Ok(match claim {
             GuestClaim::Claimed(lock) => {
-                let pid = pid.unwrap_or_else(|| self.session.store.data_mut().backend.own_pid());
+                let pid = pid.unwrap_or_else(|| self.session.backend_mut().own_pid());
                 Claim::Claimed(Guard {
                     manager: self,
                     lock: Some(lock),
@@ -310,39 +355,53 @@ impl<B: Backend> Guard<'_, B> {
         self.manager.pid_file()
     }
 
-    /// Hand the claim to another process (a child the caller started): the
-    /// file now names `pid`.
+    /// Hand the claim to another process (a server the caller started): the
+    /// PID file and the lock now name `pid`. The lock stays with this
+    /// process (no child inherits it).
     pub fn set_pid(&mut self, pid: Pid) -> Result<(), Error> {
-        self.pid = self.manager.write_pid_file(Some(pid))?;
+        let Some(lock) = &self.lock else {
+            return Ok(());
+        };
+        let borrowed = Resource::<HeldLock>::new_borrow(lock.rep());
+        self.manager.ask(Duration::ZERO, |g, s, file| {
+            g.call_hand_over(s, borrowed, file, pid)
+        })?;
+        self.pid = pid;
         Ok(())
     }
 
-    /// The lock file's descriptor (close-on-exec), valid while the guard
-    /// lives, when the backend's lock has one. A child that inherits it
-    /// keeps the claim alive even if this process dies.
-    pub fn lock_fd(&self) -> Option<std::os::fd::RawFd> {
-        let lock = self.lock.as_ref()?;
-        self.manager.session.store.data().table.get(lock).ok()?.fd()
+    /// End the claim but keep the PID file (it goes on naming the PID):
+    /// the lock's record is cleared and the lock released.
+    pub fn keep_file(mut self) -> Result<(), Error> {
+        self.end(None).map(drop)
     }
 
     /// Remove the PID file and release the lock, reporting errors (drop
     /// does the same, silently).
     pub fn release(mut self) -> Result<bool, Error> {
-        self.release_inner()
+        let pid = self.pid;
+        self.end(Some(pid))
     }
 
-    fn release_inner(&mut self) -> Result<bool, Error> {
+    fn end(&mut self, remove: Option<Pid>) -> Result<bool, Error> {
         let Some(lock) = self.lock.take() else {
             return Ok(false);
         };
-        let removed = self.manager.remove_pid_file(Some(self.pid));
-        let _ = self.manager.session.store.data_mut().table.delete(lock);
-        removed
+        let rep = lock.rep();
+        let ended = self.manager.ask(Duration::ZERO, |g, s, file| {
+            g.call_release(s, lock, file, remove)
+        });
+        if ended.is_err() {
+            // The guest may not have dropped it: let the lock go regardless.
+            self.manager.session.drop_lock(Resource::new_own(rep));
+        }
+        ended
     }
 }
 
 impl<B: Backend> Drop for Guard<'_, B> {
     fn drop(&mut self) {
-        let _ = self.release_inner();
+        let pid = self.pid;
+        let _ = self.end(Some(pid));
     }
 }

@@ -1,29 +1,26 @@
-//! Loading the plugin: the engine, the linker, the precompiled-component
-//! cache, and the per-call limits (fuel and memory) that keep a broken
+//! Loading the plugin: the engine, the linker, the precompiled cache, and
+//! the per-call limits (fuel, memory, a wall-clock budget enforced by an
+//! epoch deadline and by clamping every blocking import) that keep a broken
 //! plugin from hanging or crashing the host.
 
+use std::fs::OpenOptions;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 
 use crate::backend::{Backend, Native};
+use crate::bindings;
+use crate::cache;
 use crate::capabilities::log::LogSink;
+use crate::gate::Budget;
 use crate::state::PluginState;
-
-/// The host bindings of the WIT package.
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugin",
-        imports: { default: trappable },
-        with: {
-            "bengal:pid-manager/files.lock": crate::backend::HeldLock,
-        },
-    });
-}
+use crate::watchdog;
 
 /// The plugin built from `guest/` and embedded at build time.
 pub const EMBEDDED_GUEST: &[u8] = include_bytes!(env!("PIDMAN_GUEST_WASM"));
@@ -38,11 +35,22 @@ pub const FUEL_PER_CALL: u64 = 1_000_000_000;
 /// The most linear memory a plugin instance may grow to.
 pub const MEMORY_LIMIT: usize = 64 << 20;
 
+/// The largest plugin file read (the embedded one is about 150 KiB).
+pub const MAX_PLUGIN_BYTES: u64 = 16 << 20;
+
+/// The wall-clock budget of an export call that takes no timeout, and the
+/// margin added to a call's own timeout (`kill`, `clear-stale`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+
+/// How often the epoch advances: the precision of the budget in guest code.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 /// A compiled plugin, ready to instantiate cheaply as often as needed, on
 /// backend `B` (the real OS by default).
 pub struct Plugin<B: Backend = Native> {
     engine: Engine,
     pre: bindings::PluginPre<PluginState<B>>,
+    exit_on_overrun: bool,
 }
 
 impl<B: Backend> Plugin<B> {
@@ -52,9 +60,11 @@ impl<B: Backend> Plugin<B> {
         Self::load(EMBEDDED_GUEST, hash)
     }
 
-    /// Another build of the plugin, from a `.wasm` component file.
+    /// Another build of the plugin, from a `.wasm` component file: a
+    /// regular file of at most [`MAX_PLUGIN_BYTES`] (a FIFO, device or
+    /// directory is refused without blocking).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
+        let bytes = read_plugin_file(path)
             .with_context(|| format!("cannot read the plugin {}", path.display()))?;
         Self::from_bytes(&bytes)
             .with_context(|| format!("cannot load the plugin {}", path.display()))
@@ -65,22 +75,37 @@ impl<B: Backend> Plugin<B> {
         Self::load(wasm, component_hash(wasm))
     }
 
+    /// For a short-lived process (the CLI): a call whose host side blocks
+    /// past its budget (a syscall no epoch can interrupt) ends the process
+    /// with exit status 2 and a one-line message, instead of hanging.
+    pub fn exit_on_overrun(mut self) -> Self {
+        self.exit_on_overrun = true;
+        self
+    }
+
     fn load(wasm: &[u8], wasm_hash: u64) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(true);
+        config.epoch_interruption(true);
         // Errors stay one line, and traps stay cheap.
         config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        start_epoch_ticker(&engine);
         let component = load_component(&engine, wasm, wasm_hash)?;
         let mut linker = Linker::<PluginState<B>>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        crate::wasi_budget::shadow_clock(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the plugin does not fit pidman's WIT world (bengal:pid-manager/plugin)")?;
         let pre = bindings::PluginPre::new(pre)?;
-        Ok(Self { engine, pre })
+        Ok(Self {
+            engine,
+            pre,
+            exit_on_overrun: false,
+        })
     }
 
     /// A fresh instance on `backend` that may use the filesystem only inside
@@ -91,52 +116,107 @@ impl<B: Backend> Plugin<B> {
             .instances(16)
             .trap_on_grow_failure(true)
             .build();
-        let state = PluginState::new(
-            dir,
-            backend,
-            limits,
-            LogSink {
-                verbose,
-                messages: Vec::new(),
-            },
-        )?;
+        let log = LogSink::new(verbose);
+        let state = PluginState::new(dir, backend, limits, log)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_fuel(FUEL_PER_CALL)?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            if store.data().budget.spent() {
+                wasmtime::bail!("the plugin ran past its time budget; stopped")
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
         let instance = self.pre.instantiate(&mut store).map_err(explain_trap)?;
         Ok(Session {
             store,
             instance,
             poisoned: false,
+            exit_on_overrun: self.exit_on_overrun,
         })
     }
 }
 
-/// One plugin instance and its store.
-pub struct Session<B: Backend> {
-    pub(crate) store: Store<PluginState<B>>,
-    pub(crate) instance: bindings::Plugin,
-    poisoned: bool,
+/// Advance `engine`'s epoch every [`EPOCH_TICK`] for as long as it lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let _ = std::thread::Builder::new()
+        .name("pidman-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
 }
 
+/// Read a plugin file: a regular file (opened without blocking, so a FIFO
+/// cannot hang the host), at most [`MAX_PLUGIN_BYTES`].
+fn read_plugin_file(path: &Path) -> Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!("it is not a regular file (a directory, FIFO, socket or device)");
+    }
+    if meta.len() > MAX_PLUGIN_BYTES {
+        bail!(
+            "it is {} bytes, over the limit of {} MiB for a plugin",
+            meta.len(),
+            MAX_PLUGIN_BYTES >> 20
+        );
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_PLUGIN_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+        bail!(
+            "it grew past the limit of {} MiB while being read",
+            MAX_PLUGIN_BYTES >> 20
+        );
+    }
+    Ok(bytes)
+}
+
+/// One plugin instance and its store.
+pub struct Session<B: Backend> {
+    store: Store<PluginState<B>>,
+    instance: bindings::Plugin,
+    poisoned: bool,
+    exit_on_overrun: bool,
+}
+
+/// The manager interface's export calls, as the generated bindings name it.
+pub(crate) type Exports = bindings::exports::bengal::pid_manager::manager::Guest;
+
 impl<B: Backend> Session<B> {
-    /// Run one export call with fresh fuel. A trap (a plugin bug, fuel or
-    /// memory exhausted) poisons the instance: later calls fail fast.
+    /// Run one export call with fresh fuel and a wall-clock `budget`. A trap
+    /// (a plugin bug; fuel, memory or time exhausted) poisons the instance:
+    /// later calls fail fast.
     pub(crate) fn call<R>(
         &mut self,
-        f: impl FnOnce(
-            &bindings::exports::bengal::pid_manager::manager::Guest,
-            &mut Store<PluginState<B>>,
-        ) -> wasmtime::Result<R>,
+        budget: Duration,
+        f: impl FnOnce(&Exports, &mut Store<PluginState<B>>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         anyhow::ensure!(
             !self.poisoned,
             "the plugin failed earlier in this session; start a new one"
         );
         self.store.set_fuel(FUEL_PER_CALL)?;
-        self.store.data_mut().log.messages.clear();
+        self.store.set_epoch_deadline(1);
+        let state = self.store.data_mut();
+        state.log.messages.clear();
+        state.budget = Budget::starting_now(budget);
+        let _armed = self
+            .exit_on_overrun
+            .then(|| watchdog::arm(budget + Duration::from_secs(1)));
         let guest = self.instance.bengal_pid_manager_manager();
-        f(guest, &mut self.store).map_err(|e| {
+        let answer = f(guest, &mut self.store);
+        self.store.data_mut().budget = Budget::NONE;
+        answer.map_err(|e| {
             self.poisoned = true;
             explain_trap(e)
         })
@@ -150,6 +230,21 @@ impl<B: Backend> Session<B> {
     /// The backend, for a look at what it saw.
     pub fn backend(&self) -> &B {
         &self.store.data().backend
+    }
+
+    /// The backend, to act on.
+    pub(crate) fn backend_mut(&mut self) -> &mut B {
+        &mut self.store.data_mut().backend
+    }
+
+    /// The directory the plugin may use.
+    pub fn grant(&self) -> &Path {
+        self.store.data().grant.dir()
+    }
+
+    /// Forget a resource the guest handed out (a lock the host lets go).
+    pub(crate) fn drop_lock(&mut self, lock: wasmtime::component::Resource<bindings::HeldLock>) {
+        let _ = self.store.data_mut().table.delete(lock);
     }
 
     /// End the session and take its backend back.
@@ -166,6 +261,9 @@ fn explain_trap(e: wasmtime::Error) -> anyhow::Error {
             format!("the plugin was stopped after {FUEL_PER_CALL} units of fuel (an endless loop?)")
         }
         Some(trap) => format!("the plugin crashed ({trap})"),
+        None if format!("{e:#}").contains("time budget") => {
+            return anyhow::anyhow!("the plugin ran past its time budget and was stopped");
+        }
         None if format!("{e:#}").contains("memory") => {
             format!(
                 "the plugin was stopped at its memory limit of {} MiB",
@@ -177,40 +275,30 @@ fn explain_trap(e: wasmtime::Error) -> anyhow::Error {
     e.context(message)
 }
 
-/// Compile `wasm`, or load its precompiled form from the cache. The key is
-/// the component's hash and the engine's compatibility hash (wasmtime
-/// version and features); a corrupt or incompatible entry is recompiled.
+/// Compile `wasm`, or load its precompiled form from the cache (see
+/// [`cache`] for what makes an entry trusted). The key is the component's
+/// hash and the engine's compatibility hash (wasmtime version and
+/// features); an untrusted, corrupt or incompatible entry is recompiled.
 fn load_component(engine: &Engine, wasm: &[u8], wasm_hash: u64) -> Result<Component> {
-    let Some(path) = cache_path(engine, wasm_hash) else {
+    let dir = cache::default_dir();
+    let Some(dir) = dir.as_deref().and_then(|d| cache::trusted_dir(d).ok()) else {
         return Component::new(engine, wasm).map_err(anyhow::Error::from);
     };
-    if path.is_file() {
-        // SAFETY: the file is our own precompiled artifact in the user's
-        // cache directory, keyed by this engine's compatibility hash;
-        // wasmtime still checks its header and rejects a mismatch.
-        if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
+    let path = dir.join(format!("{:016x}.cwasm", cache_key(engine, wasm_hash)));
+    if let Some(compiled) = cache::read(&path) {
+        // SAFETY: the bytes come from a file only this user can write, in a
+        // directory only this user can write, checksummed, produced for this
+        // engine's compatibility hash; wasmtime checks the header as well.
+        if let Ok(component) = unsafe { Component::deserialize(engine, &compiled) } {
             return Ok(component);
         }
     }
     let compiled = engine
         .precompile_component(wasm)
         .map_err(anyhow::Error::from)?;
-    store_in_cache(&path, &compiled);
+    cache::write(&path, &compiled);
     // SAFETY: `compiled` was produced by this engine a moment ago.
     unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
-}
-
-/// `$PIDMAN_CACHE_DIR`, else `$XDG_CACHE_HOME/pidman`, else
-/// `~/.cache/pidman`; none when there is no such place.
-fn cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("PIDMAN_CACHE_DIR") {
-        return (!dir.is_empty()).then(|| PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("pidman"))
 }
 
 /// The component half of the cache key (build.rs computes the same for the
@@ -221,24 +309,11 @@ fn component_hash(wasm: &[u8]) -> u64 {
     hasher.finish()
 }
 
-fn cache_path(engine: &Engine, wasm_hash: u64) -> Option<PathBuf> {
+fn cache_key(engine: &Engine, wasm_hash: u64) -> u64 {
     let mut hasher = DefaultHasher::new();
     wasm_hash.hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    Some(cache_dir()?.join(format!("{:016x}.cwasm", hasher.finish())))
-}
-
-/// Best effort: a cache that cannot be written only costs a compile.
-fn store_in_cache(path: &Path, compiled: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    if std::fs::write(&tmp, compiled).is_ok() && std::fs::rename(&tmp, path).is_ok() {
-        return;
-    }
-    let _ = std::fs::remove_file(&tmp);
+    hasher.finish()
 }
 
 #[cfg(test)]

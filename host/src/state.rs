@@ -8,8 +8,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::backend::Backend;
-use crate::capabilities::files::Grant;
 use crate::capabilities::log::LogSink;
+use crate::gate::{Budget, Grant};
 
 /// Everything a plugin instance's host functions can reach.
 pub struct PluginState<B> {
@@ -17,6 +17,8 @@ pub struct PluginState<B> {
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) grant: Grant,
+    /// The wall-clock budget of the export call under way.
+    pub(crate) budget: Budget,
     pub(crate) backend: B,
     pub(crate) log: LogSink,
 }
@@ -44,6 +46,7 @@ impl<B: Backend> PluginState<B> {
             table: ResourceTable::new(),
             limits,
             grant: Grant::new(PathBuf::from(dir)),
+            budget: Budget::NONE,
             backend,
             log,
         })

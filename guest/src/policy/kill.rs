@@ -84,6 +84,12 @@ pub fn stop(
         Err(Error::NotFound | Error::Changed) => return Ok(KillOutcome::AlreadyGone),
         Err(e) => return Err(e),
     }
+    // A stopped process (SIGSTOP, Ctrl-Z) cannot act on SIGTERM until it
+    // runs again; a running one ignores SIGCONT.
+    match host.send(target, Signal::Cont) {
+        Ok(()) | Err(Error::NotFound | Error::Changed) => {}
+        Err(e) => host.log(Level::Debug, &format!("SIGCONT to {pid}: {e:?}")),
+    }
     if host.wait_exit(target, timeout_ms)? {
         host.log(Level::Info, &format!("{pid} exited after SIGTERM"));
         return Ok(KillOutcome::Terminated);

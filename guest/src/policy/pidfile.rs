@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::bengal::pid_manager::types::Pid;
+use crate::bengal::pid_manager::types::{Error, Pid};
+use crate::host::{FileKind, FileStat};
 
 /// Bengal's PID file name, in the project root.
 pub const FILE_NAME: &str = ".bengal.pid";
@@ -31,28 +32,59 @@ pub fn lock_path(pid_file: &str) -> String {
 }
 
 /// The temporary file a writer with PID `writer` prepares `pid_file` in:
-/// `.<name>.<writer>.tmp` beside it. No two live writers share a PID, so no
-/// two share a temporary file.
-pub fn temp_path(pid_file: &str, writer: Pid) -> String {
+/// `.<name>.<writer>.<nonce>.tmp` beside it. The PID tells a sweeper whether
+/// the writer still runs; the random nonce keeps two writers of one process
+/// (two threads, two plugin instances) apart.
+pub fn temp_path(pid_file: &str, writer: Pid, nonce: u64) -> String {
     match pid_file.rsplit_once('/') {
-        Some((dir, name)) => format!("{dir}/.{name}.{writer}.tmp"),
-        None => format!(".{pid_file}.{writer}.tmp"),
+        Some((dir, name)) => format!("{dir}/.{name}.{writer}.{nonce:016x}.tmp"),
+        None => format!(".{pid_file}.{writer}.{nonce:016x}.tmp"),
     }
 }
 
 /// The writer PID in a directory entry that is one of `pid_file`'s
-/// temporary files.
+/// temporary files (`.<name>.<writer>.<nonce>.tmp`, or the older
+/// `.<name>.<writer>.tmp`).
 pub fn temp_writer(pid_file: &str, entry: &str) -> Option<Pid> {
     let name = pid_file.rsplit_once('/').map_or(pid_file, |(_, name)| name);
-    let digits = entry
+    let rest = entry
         .strip_prefix('.')?
         .strip_prefix(name)?
         .strip_prefix('.')?
         .strip_suffix(".tmp")?;
+    let digits = match rest.split_once('.') {
+        Some((digits, nonce))
+            if !nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            digits
+        }
+        Some(_) => return None,
+        None => rest,
+    };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Refuse what cannot be a PID file without opening it: a symlink (never
+/// followed), a directory, a FIFO, socket or device node (opening one may
+/// block forever or have side effects), and a regular file over
+/// [`MAX_BYTES`] (someone gave the wrong path). None of them is removed.
+pub fn refuse_unless_pid_file(path: &str, stat: &FileStat) -> Result<(), Error> {
+    let not = |what: &str| Error::Invalid(format!("{path} is {what}, not a PID file: left alone"));
+    match stat.kind {
+        FileKind::Regular if stat.size > MAX_BYTES as u64 => Err(not(&format!(
+            "a file of {} bytes (a PID file has at most {MAX_BYTES})",
+            stat.size
+        ))),
+        FileKind::Regular => Ok(()),
+        FileKind::Directory => Err(not("a directory")),
+        FileKind::Symlink => Err(Error::Untrusted(format!(
+            "{path} is a symlink; pidman never follows one (remove it by hand)"
+        ))),
+        FileKind::Special => Err(not("a FIFO, socket or device node")),
+    }
 }
 
 /// What a PID file holds: the bare decimal PID, which Bengal's Python
@@ -169,12 +201,22 @@ mod tests {
     #[test]
     fn temporary_files_name_their_writer() {
         let file = "/srv/site/.bengal.pid";
-        assert_eq!(temp_path(file, 42), "/srv/site/..bengal.pid.42.tmp");
+        assert_eq!(
+            temp_path(file, 42, 0xabc),
+            "/srv/site/..bengal.pid.42.0000000000000abc.tmp"
+        );
+        assert_ne!(temp_path(file, 42, 1), temp_path(file, 42, 2));
+        assert_eq!(
+            temp_writer(file, "..bengal.pid.42.0000000000000abc.tmp"),
+            Some(42)
+        );
         assert_eq!(temp_writer(file, "..bengal.pid.42.tmp"), Some(42));
         for other in [
             ".bengal.pid",
             "..bengal.pid..tmp",
             "..bengal.pid.4x.tmp",
+            "..bengal.pid.42.xyz.tmp",
+            "..bengal.pid.42..tmp",
             ".x.42.tmp",
             "..bengal.pid.42",
         ] {

@@ -8,7 +8,7 @@ use crate::exports::bengal::pid_manager::manager::{
 };
 use crate::host::Host;
 use crate::policy::identity::{command_line, is_bengal_argv};
-use crate::policy::{kill, port, stale};
+use crate::policy::{kill, port, stale, write};
 
 /// A live process described for the report; none when it vanished.
 fn describe(host: &impl Host, pid: Pid) -> Option<(ProcessIdentity, String, Vec<String>)> {
@@ -125,7 +125,13 @@ pub fn clear_stale(
 ) -> Result<ClearReport, Error> {
     let pid = server.identity.pid;
     let outcome = kill::stop(host, server.identity, timeout_ms)?;
-    stale::remove_pid_file(host, pid_file, Some(pid))?;
+    // Under the lock, and only while the file names the server; a file
+    // someone else claims meanwhile is theirs (the next check judges it).
+    match write::remove_pid_file(host, pid_file, Some(pid)) {
+        Ok(_) => {}
+        Err(Error::Denied(why)) => host.log(Level::Warn, &why),
+        Err(e) => return Err(e),
+    }
     let port = port_status(host, port, None)?;
     Ok(ClearReport { outcome, port })
 }

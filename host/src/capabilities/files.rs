@@ -1,61 +1,25 @@
 //! `files`: what plain WASI cannot say, for paths inside the one directory
-//! the plugin was granted ([`Grant`]): ownership (`lstat`) and exclusive
-//! advisory locks (`flock` on a lock file opened with `O_NOFOLLOW`).
+//! the plugin was granted ([`crate::gate::Grant`], checked before these
+//! run): ownership (`lstat`) and exclusive advisory locks (`flock` on a
+//! lock file opened with `O_NOFOLLOW | O_CLOEXEC`, so that no child
+//! process inherits it).
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::plugin::bindings::bengal::pid_manager::files::FileOwner;
-use crate::plugin::bindings::bengal::pid_manager::types::Error;
-
-/// The directory the plugin may use, and nothing outside it.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    dir: PathBuf,
-}
-
-impl Grant {
-    /// Grant `dir` (absolute and canonical).
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
-    }
-
-    /// `path` if it names an entry of the granted directory (or below it),
-    /// without `..` steps; else the `denied` error.
-    pub fn check<'p>(&self, path: &'p str) -> Result<&'p Path, Error> {
-        let p = Path::new(path);
-        let plain = p
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-        if p.is_absolute() && plain && p.starts_with(&self.dir) && p != self.dir {
-            Ok(p)
-        } else {
-            Err(Error::Denied(format!(
-                "{path} is outside the directory granted to the plugin ({})",
-                self.dir.display()
-            )))
-        }
-    }
-}
+use crate::bindings::bengal::pid_manager::files::FileOwner;
+use crate::bindings::bengal::pid_manager::types::Error;
 
 /// A held lock: the open lock file with `flock(LOCK_EX)` on it. Closing it
-/// (dropping the resource) releases the lock; so does the exit of every
-/// process that shares the descriptor.
+/// (dropping the resource) releases the lock; so does the exit of the
+/// process (the descriptor is close-on-exec: no child keeps it).
 pub struct LockFile {
-    lock: Flock<File>,
-}
-
-impl LockFile {
-    /// The lock file's descriptor, for handing the lock to a child process.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.lock.as_fd()
-    }
+    _lock: Flock<File>,
 }
 
 /// `lstat` of `path`.
@@ -78,7 +42,9 @@ pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
         .create(true)
         .truncate(false)
         .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // O_NONBLOCK: a FIFO or device planted at the path never blocks the
+        // open; anything but a regular file is refused below.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => {
@@ -86,11 +52,16 @@ pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
             }
             _ => super::io_error(&shown, &e),
         })?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Error::Invalid(format!(
+            "{shown} is not a regular file, so not a lock file"
+        )));
+    }
     let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
     let mut file = file;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(Some(LockFile { lock })),
+            Ok(lock) => return Ok(Some(LockFile { _lock: lock })),
             Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) => {
                 if Instant::now() >= deadline {
                     return Ok(None);
@@ -99,30 +70,6 @@ pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err((_, e)) => return Err(super::errno_error(&format!("lock {shown}"), e)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_grant_admits_only_its_directory() {
-        let grant = Grant::new(PathBuf::from("/srv/site"));
-        assert!(grant.check("/srv/site/.bengal.pid").is_ok());
-        assert!(grant.check("/srv/site/run/x.pid").is_ok());
-        for outside in [
-            "/srv/site",
-            "/srv/other/.bengal.pid",
-            "/srv/site/../x",
-            "relative",
-            "/srv/sitex/a",
-        ] {
-            assert!(
-                matches!(grant.check(outside), Err(Error::Denied(_))),
-                "{outside}"
-            );
         }
     }
 }

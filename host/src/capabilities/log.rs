@@ -1,7 +1,18 @@
 //! `log`: the guest's account of its decisions, printed on `-v` and kept
 //! for `--json`.
+//!
+//! Test-only pause point: with `PIDMAN_TEST_PAUSE=<text>=<file>` in the
+//! environment, the first message containing `<text>` prints
+//! `pidman: paused at: <message>` on stderr and waits (at most 60 s) until
+//! `<file>` exists. The integration tests use it to act at an exact moment
+//! of a decision (kill a writer between its temporary file and the rename;
+//! change a file between its judgement and its removal).
 
-use crate::plugin::bindings::bengal::pid_manager::log::Level;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::bindings::bengal::pid_manager::log::Level;
 
 /// Where the guest's messages go.
 #[derive(Debug, Default, Clone)]
@@ -10,9 +21,29 @@ pub struct LogSink {
     pub verbose: bool,
     /// Every message of the current call, oldest first.
     pub messages: Vec<String>,
+    paused: bool,
+}
+
+fn pause_point() -> Option<&'static (String, PathBuf)> {
+    static PAUSE: OnceLock<Option<(String, PathBuf)>> = OnceLock::new();
+    PAUSE
+        .get_or_init(|| {
+            let spec = std::env::var("PIDMAN_TEST_PAUSE").ok()?;
+            let (text, file) = spec.split_once('=')?;
+            Some((text.to_owned(), PathBuf::from(file)))
+        })
+        .as_ref()
 }
 
 impl LogSink {
+    /// A sink that prints as it goes when `verbose`.
+    pub fn new(verbose: bool) -> Self {
+        Self {
+            verbose,
+            ..Self::default()
+        }
+    }
+
     /// Record one message of the guest's.
     pub fn record(&mut self, level: Level, message: String) {
         let level = match level {
@@ -22,6 +53,17 @@ impl LogSink {
         };
         if self.verbose {
             eprintln!("pidman: {level}: {message}");
+        }
+        if !self.paused
+            && let Some((text, release)) = pause_point()
+            && message.contains(text.as_str())
+        {
+            self.paused = true;
+            eprintln!("pidman: paused at: {message}");
+            let until = Instant::now() + Duration::from_secs(60);
+            while !release.exists() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         if self.messages.len() < 1_000 {
             self.messages.push(format!("{level}: {message}"));

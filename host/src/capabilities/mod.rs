@@ -1,19 +1,24 @@
 //! The operating-system side of each WIT capability interface, one module
 //! each: the only code that touches the OS for the plugin, put together by
 //! [`crate::backend::Native`]. Each does what it is asked and decides
-//! nothing, except the host's own hard refusals (PID 0/1, itself, its
-//! parent, other users' processes, paths outside the grant).
+//! nothing; the host's own rules are the gate's ([`crate::gate`]).
 
 pub mod files;
 pub mod log;
 pub mod ports;
 pub mod process_table;
+pub mod procfs;
 pub mod signals;
 
-use crate::plugin::bindings::bengal::pid_manager::types::Error;
+use crate::bindings::bengal::pid_manager::types::Error;
 
 /// An `io::Error` as the guest-visible error, naming what failed.
 pub(crate) fn io_error(what: &str, e: &std::io::Error) -> Error {
+    // A process that exits while its /proc files are read answers ESRCH:
+    // it is gone, which is no error.
+    if e.raw_os_error() == Some(libc::ESRCH) {
+        return Error::NotFound;
+    }
     match e.kind() {
         std::io::ErrorKind::NotFound => Error::NotFound,
         std::io::ErrorKind::PermissionDenied => Error::PermissionDenied(format!("{what}: {e}")),

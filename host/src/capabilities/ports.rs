@@ -11,8 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::plugin::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
-use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid};
+use crate::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
+use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 const PROC_TCP: [(&str, bool); 2] = [("/proc/net/tcp", false), ("/proc/net/tcp6", true)];
 

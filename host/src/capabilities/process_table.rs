@@ -1,13 +1,13 @@
 //! `process-table`: facts about processes. On Linux straight from `/proc`
-//! ([`crate::procfs`]: the start time in clock ticks is the exact start
+//! ([`super::procfs`]: the start time in clock ticks is the exact start
 //! token and gives 10 ms precision); elsewhere from `sysinfo`, refreshing
 //! only the PID asked for (start times in whole seconds).
 
 use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 
-use crate::plugin::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
-use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid};
-use crate::procfs;
+use super::procfs;
+use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 /// The host side of the process table: one `sysinfo::System`, made on
 /// first use and reused.
@@ -29,8 +29,17 @@ impl ProcessTable {
     /// Everything known about `pid`, freshly read: from `/proc` on Linux,
     /// else from `sysinfo` (refreshing only this PID).
     pub fn inspect(&mut self, pid: Pid) -> Result<ProcessInfo, Error> {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return Err(Error::NotFound);
+        }
         if procfs::available() {
-            let p = procfs::read(pid).map_err(|e| super::io_error(&format!("PID {pid}"), &e))?;
+            let p = match procfs::read(pid) {
+                Ok(p) => p,
+                Err(e) => return Err(confirm_unreadable(pid, &e)),
+            };
+            if p.tgid != pid {
+                return Err(thread_of(pid, p.tgid));
+            }
             return Ok(ProcessInfo {
                 pid,
                 name: p.name,
@@ -72,20 +81,49 @@ impl ProcessTable {
     }
 }
 
-/// Running, zombie or gone, by `kill(pid, 0)` (EPERM means it exists) and,
-/// on Linux, the state letter in `/proc/<pid>/stat`.
+/// The error for a thread id that does not lead its process.
+fn thread_of(tid: Pid, tgid: u32) -> Error {
+    Error::Invalid(format!(
+        "{tid} is a thread of process {tgid}, not a process"
+    ))
+}
+
+/// `/proc` could not tell about `pid`: a missing entry may still be a live
+/// process that `/proc` hides from us (`hidepid`), so ask `kill(pid, 0)`,
+/// for which EPERM means alive.
+fn confirm_unreadable(pid: Pid, e: &std::io::Error) -> Error {
+    let what = format!("PID {pid}");
+    match super::io_error(&what, e) {
+        Error::NotFound => match state_by_kill(pid) {
+            Ok(ProcessState::Gone) => Error::NotFound,
+            Ok(_) => {
+                Error::PermissionDenied(format!("{what} runs, but /proc hides it from this user"))
+            }
+            Err(e) => e,
+        },
+        other => other,
+    }
+}
+
+/// Running, zombie or gone: on Linux the state in `/proc/<pid>/status`
+/// (which also tells a thread id from a PID), confirmed by `kill(pid, 0)`
+/// where `/proc` shows nothing (EPERM means it exists).
 pub fn state(pid: Pid) -> Result<ProcessState, Error> {
     if pid == 0 || pid > i32::MAX as u32 {
         return Ok(ProcessState::Gone);
     }
     if procfs::available() {
-        match procfs::stat(pid) {
-            Ok(stat) if stat.zombie => return Ok(ProcessState::Zombie),
+        match procfs::status(pid) {
+            Ok(status) if status.tgid != pid => return Err(thread_of(pid, status.tgid)),
+            Ok(status) if status.zombie => return Ok(ProcessState::Zombie),
             Ok(_) => return Ok(ProcessState::Running),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ProcessState::Gone),
-            Err(_) => {} // unreadable: ask kill(2) below
+            Err(_) => {} // missing or hidden: ask kill(2) below
         }
     }
+    state_by_kill(pid)
+}
+
+fn state_by_kill(pid: Pid) -> Result<ProcessState, Error> {
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
         Ok(()) | Err(nix::errno::Errno::EPERM) => Ok(ProcessState::Running),
         Err(nix::errno::Errno::ESRCH) => Ok(ProcessState::Gone),

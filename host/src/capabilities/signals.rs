@@ -5,8 +5,8 @@
 //! process. Where pidfds are missing: `kill(2)` after the same check, and
 //! `/proc` polling with a short backoff.
 //!
-//! The host refuses, whatever the guest asks: PID 0, PID 1, itself, its
-//! parent and, unless it runs as root, other users' processes.
+//! Which PIDs may never be signalled is the gate's rule ([`crate::gate`]),
+//! applied before a request gets here.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -15,33 +15,9 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::process_table::{self, ProcessTable};
-use crate::plugin::bindings::bengal::pid_manager::process_table::ProcessState;
-use crate::plugin::bindings::bengal::pid_manager::signals::Signal;
-use crate::plugin::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-
-/// The host's own refusal of `pid`, if any.
-pub fn refusal(processes: &mut ProcessTable, pid: Pid) -> Option<String> {
-    let own = std::process::id();
-    let parent = nix::unistd::getppid().as_raw() as Pid;
-    match pid {
-        0 => return Some("PID 0 is a process group, not a process".into()),
-        1 => return Some("PID 1 is the init process".into()),
-        p if p == own => return Some(format!("PID {p} is pidman itself")),
-        p if p == parent => return Some(format!("PID {p} is pidman's parent")),
-        p if p > i32::MAX as u32 => return Some(format!("{p} is not a PID")),
-        _ => {}
-    }
-    let euid = nix::unistd::geteuid().as_raw();
-    if euid != 0
-        && let Ok(Some(uid)) = processes.inspect(pid).map(|info| info.uid)
-        && uid != euid
-    {
-        return Some(format!(
-            "PID {pid} belongs to uid {uid}, and pidman (uid {euid}) signals only its own user's processes"
-        ));
-    }
-    None
-}
+use crate::bindings::bengal::pid_manager::process_table::ProcessState;
+use crate::bindings::bengal::pid_manager::signals::Signal;
+use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// A pidfd for `pid`; none where the kernel has no `pidfd_open` (Linux < 5.3).
 fn pidfd_open(pid: Pid) -> Result<Option<OwnedFd>, Errno> {
@@ -57,10 +33,16 @@ fn pidfd_open(pid: Pid) -> Result<Option<OwnedFd>, Errno> {
     Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
 
+/// `pidfd_open` refuses a thread that does not lead its process.
+fn not_a_process(pid: Pid) -> Error {
+    Error::Invalid(format!("{pid} is a thread id, not a process"))
+}
+
 fn signal_number(signal: Signal) -> nix::sys::signal::Signal {
     match signal {
         Signal::Term => nix::sys::signal::Signal::SIGTERM,
         Signal::Kill => nix::sys::signal::Signal::SIGKILL,
+        Signal::Cont => nix::sys::signal::Signal::SIGCONT,
     }
 }
 
@@ -79,14 +61,12 @@ pub fn send(
     target: ProcessIdentity,
     signal: Signal,
 ) -> Result<(), Error> {
-    if let Some(why) = refusal(processes, target.pid) {
-        return Err(Error::Denied(format!("the host refuses to signal: {why}")));
-    }
     let pid = target.pid;
     let what = format!("signal PID {pid}");
     let pidfd = match pidfd_open(pid) {
         Ok(fd) => fd,
         Err(Errno::ESRCH) => return Err(Error::NotFound),
+        Err(Errno::EINVAL) => return Err(not_a_process(pid)),
         Err(e) => return Err(super::errno_error(&what, e)),
     };
     still_identified(processes, target)?;
@@ -129,6 +109,7 @@ pub fn wait_exit(
     let pidfd = match pidfd_open(target.pid) {
         Ok(fd) => fd,
         Err(Errno::ESRCH) => return Ok(true),
+        Err(Errno::EINVAL) => return Err(not_a_process(target.pid)),
         Err(e) => return Err(super::errno_error(&format!("watch PID {}", target.pid), e)),
     };
     match still_identified(processes, target) {

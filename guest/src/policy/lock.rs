@@ -1,0 +1,187 @@
+//! The sibling lock `<pid-file>.lock`: every change to a PID file happens
+//! under it, and a claimant that keeps it for a server's life names itself
+//! in it (`<pid> <start-token>`), so that "held elsewhere" means a live,
+//! named claimant and never just another pidman that is busy for a moment.
+
+use crate::bengal::pid_manager::log::Level;
+use crate::bengal::pid_manager::process_table::ProcessState;
+use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::host::Host;
+use crate::policy::pidfile;
+
+/// How long `check-stale-pid` waits for a change in progress to finish
+/// before it decides without the lock (and so removes nothing).
+pub const CHECK_LOCK_WAIT_MS: u32 = 20;
+
+/// How long a change (`acquire`, `write`, `remove`) waits for the lock:
+/// long enough for a concurrent check or claim to finish, short enough to
+/// answer "held" at once to a second server.
+pub const CHANGE_LOCK_WAIT_MS: u32 = 100;
+
+/// Who holds the PID file's lock for this decision.
+pub enum LockState<L> {
+    /// We do: changes are safe.
+    Ours(L),
+    /// A live claimant holds it and names itself in it: the file is its
+    /// server's for as long as it lives.
+    Claimed(ProcessIdentity),
+    /// Someone holds it without naming a live claimant: another pidman in
+    /// the middle of a decision, or a descriptor that outlived its claim.
+    /// Nothing is changed, and nothing is taken for a claim.
+    Busy,
+    /// No lock could be taken (read-only directory, say): nothing changes.
+    Unavailable(Error),
+}
+
+impl<L> LockState<L> {
+    /// The live claimant the lock names, if it is held by one.
+    pub fn claimant(&self) -> Option<ProcessIdentity> {
+        match self {
+            LockState::Claimed(identity) => Some(*identity),
+            _ => None,
+        }
+    }
+}
+
+/// An error's text for a log line.
+pub fn describe(e: &Error) -> &str {
+    match e {
+        Error::NotFound => "not found",
+        Error::Changed => "changed",
+        Error::PermissionDenied(m)
+        | Error::Denied(m)
+        | Error::Invalid(m)
+        | Error::Survived(m)
+        | Error::Untrusted(m)
+        | Error::Unsupported(m)
+        | Error::Io(m) => m,
+    }
+}
+
+/// A claimant's record in the lock file.
+pub fn record(claimant: ProcessIdentity) -> String {
+    format!("{} {}\n", claimant.pid, claimant.start_token)
+}
+
+/// The claimant a lock file's contents name, if they name one.
+pub fn parse_record(bytes: &[u8]) -> Option<ProcessIdentity> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut fields = text.split_ascii_whitespace();
+    let pid = pidfile::parse(fields.next()?.as_bytes()).ok()?;
+    let start_token = fields.next()?.parse().ok()?;
+    fields
+        .next()
+        .is_none()
+        .then_some(ProcessIdentity { pid, start_token })
+}
+
+/// The live process the lock file at `lock_path` names, if it still runs
+/// with the start token it was named with.
+fn named_claimant(host: &impl Host, lock_path: &str) -> Option<ProcessIdentity> {
+    // Only a regular file is read: a FIFO there could block the read.
+    let stat = host.file_stat(lock_path).ok()?;
+    pidfile::refuse_unless_pid_file(lock_path, &stat).ok()?;
+    let read = host.read_file(lock_path, pidfile::MAX_BYTES).ok()?;
+    let named = parse_record(&read.bytes)?;
+    let info = host.inspect(named.pid).ok()?;
+    (info.state == ProcessState::Running && info.start_token == named.start_token).then_some(named)
+}
+
+/// Take the lock for a decision about `pid_file`, waiting at most `wait_ms`.
+pub fn lock<H: Host>(host: &H, pid_file: &str, wait_ms: u32) -> LockState<H::Lock> {
+    let lock_path = pidfile::lock_path(pid_file);
+    match host.try_lock(&lock_path, wait_ms) {
+        Ok(Some(lock)) => LockState::Ours(lock),
+        Ok(None) => match named_claimant(host, &lock_path) {
+            Some(claimant) => LockState::Claimed(claimant),
+            None => {
+                host.log(
+                    Level::Debug,
+                    &format!("{lock_path} is held, but names no live claimant: busy"),
+                );
+                LockState::Busy
+            }
+        },
+        Err(e) => {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "no lock for {pid_file} ({}): nothing will change",
+                    describe(&e)
+                ),
+            );
+            LockState::Unavailable(e)
+        }
+    }
+}
+
+/// Whether `pid` is the caller or its parent: the process a command acts
+/// for.
+pub fn is_caller(host: &impl Host, pid: Pid) -> bool {
+    pid == host.own_pid() || pid == host.parent_pid()
+}
+
+/// The lock for a change to `pid_file`, creating the file's directory when
+/// it is missing. Held by a claimant that is the caller (or its parent, for
+/// a command a server runs), the change goes ahead on its behalf: `Ok(None)`.
+/// Any other holder refuses the change.
+pub fn lock_for_change<H: Host>(host: &H, pid_file: &str) -> Result<Option<H::Lock>, Error> {
+    let mut state = lock(host, pid_file, CHANGE_LOCK_WAIT_MS);
+    if let LockState::Unavailable(Error::NotFound) = state
+        && let Some((dir, _)) = pid_file.rsplit_once('/')
+        && !dir.is_empty()
+    {
+        host.create_dir_all(dir)?;
+        state = lock(host, pid_file, CHANGE_LOCK_WAIT_MS);
+    }
+    match state {
+        LockState::Ours(lock) => Ok(Some(lock)),
+        LockState::Claimed(claimant) if is_caller(host, claimant.pid) => Ok(None),
+        LockState::Claimed(claimant) => Err(Error::Denied(format!(
+            "{pid_file} is claimed by live server {} (it holds {}): left as it is",
+            claimant.pid,
+            pidfile::lock_path(pid_file)
+        ))),
+        LockState::Busy => Err(Error::Denied(format!(
+            "another process holds {} right now: {pid_file} was left as it is; try again",
+            pidfile::lock_path(pid_file)
+        ))),
+        LockState::Unavailable(e) => Err(Error::Io(format!(
+            "cannot lock {} ({}): no change is safe without it",
+            pidfile::lock_path(pid_file),
+            describe(&e)
+        ))),
+    }
+}
+
+/// Name `claimant` in the lock we hold.
+pub fn name_claimant(
+    host: &impl Host,
+    pid_file: &str,
+    claimant: ProcessIdentity,
+) -> Result<(), Error> {
+    host.write_file(&pidfile::lock_path(pid_file), record(claimant).as_bytes())
+}
+
+/// Clear the claimant's record before the lock is let go, so that no later
+/// holder is taken for it.
+pub fn clear_claimant(host: &impl Host, pid_file: &str) -> Result<(), Error> {
+    host.write_file(&pidfile::lock_path(pid_file), b"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_garbage_names_nobody() {
+        let who = ProcessIdentity {
+            pid: 42,
+            start_token: 98_765,
+        };
+        assert_eq!(parse_record(record(who).as_bytes()), Some(who));
+        for garbage in ["", "\n", "42", "42 x", "0 5", "-1 5", "42 5 6", "x 5"] {
+            assert_eq!(parse_record(garbage.as_bytes()), None, "{garbage:?}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The precompiled-component cache. A cached entry is native code that the
+//! host maps and runs, so it is trusted only as far as the place it comes
+//! from: it is loaded only from a directory owned by the running user and
+//! writable by nobody else, only from a regular file owned by that user and
+//! writable by nobody else, and only after its checksum matches. Entries
+//! are written under unique temporary names (`O_EXCL`, mode 0600) and
+//! renamed into place, so two writers (threads or processes) never publish
+//! each other's code under their own key.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The trailer after the compiled bytes: CRC-32 (4), length (8), magic (8).
+const MAGIC: &[u8; 8] = b"pidmanC1";
+const TRAILER: usize = 4 + 8 + 8;
+
+/// The largest entry read back (a compiled plugin is about a megabyte).
+const MAX_ENTRY_BYTES: u64 = 64 << 20;
+
+/// `$PIDMAN_CACHE_DIR`, else `$XDG_CACHE_HOME/pidman`, else
+/// `~/.cache/pidman`; none when there is no such place.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PIDMAN_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("pidman"))
+}
+
+/// Why a directory or file may not hold native code for this user, if so.
+fn untrusted(meta: &std::fs::Metadata) -> Option<String> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Some(format!("owned by uid {}, not {euid}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "writable by others (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    None
+}
+
+/// The cache directory, made (mode 0700) when missing, if it is safe to
+/// use; else why not.
+pub fn trusted_dir(dir: &Path) -> Result<&Path, String> {
+    if !dir.exists() {
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = DirBuilder::new().mode(0o700).create(dir);
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    match untrusted(&meta) {
+        Some(why) => Err(format!("{} is {why}", dir.display())),
+        None => Ok(dir),
+    }
+}
+
+/// The compiled bytes of the entry at `path`, if it is there, trusted and
+/// intact.
+pub fn read(path: &Path) -> Option<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_ENTRY_BYTES || untrusted(&meta).is_some() {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_ENTRY_BYTES).read_to_end(&mut bytes).ok()?;
+    let body = bytes.len().checked_sub(TRAILER)?;
+    let (compiled, trailer) = bytes.split_at(body);
+    let crc = u32::from_le_bytes(trailer[..4].try_into().ok()?);
+    let len = u64::from_le_bytes(trailer[4..12].try_into().ok()?);
+    if &trailer[12..] != MAGIC || len != body as u64 || crc32fast::hash(compiled) != crc {
+        return None;
+    }
+    bytes.truncate(body);
+    Some(bytes)
+}
+
+/// Store `compiled` at `path`: best effort (a cache that cannot be written
+/// only costs a compile next time).
+pub fn write(path: &Path, compiled: &[u8]) {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temp = dir.join(format!(
+        ".{}.{}.{}.{nanos:x}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&temp)
+        .and_then(|mut file: File| {
+            file.write_all(compiled)?;
+            file.write_all(&crc32fast::hash(compiled).to_le_bytes())?;
+            file.write_all(&(compiled.len() as u64).to_le_bytes())?;
+            file.write_all(MAGIC)
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_entry_round_trips_and_a_flipped_bit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.cwasm");
+        write(&path, b"native code");
+        assert_eq!(read(&path).as_deref(), Some(&b"native code"[..]));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path), None, "corrupt");
+        std::fs::write(&path, b"short").unwrap();
+        assert_eq!(read(&path), None, "truncated");
+    }
+
+    #[test]
+    fn others_writable_entries_and_directories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.cwasm");
+        write(&path, b"code");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(read(&path), None, "a world-writable entry");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            trusted_dir(dir.path()).is_err(),
+            "a world-writable directory"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(trusted_dir(dir.path()).is_ok());
+        let made = dir.path().join("new/cache");
+        assert!(trusted_dir(&made).is_ok());
+        let mode = std::fs::metadata(&made).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "made private");
+    }
+
+    #[test]
+    fn concurrent_writers_never_share_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8u8)
+            .map(|i| {
+                let path = dir.path().join(format!("{}.cwasm", i % 2));
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write(&path, &vec![i % 2; 4096]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for key in 0..2u8 {
+            let bytes = read(&dir.path().join(format!("{key}.cwasm"))).expect("intact");
+            assert!(
+                bytes.iter().all(|&b| b == key),
+                "key {key} holds its own code"
+            );
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `pidman run`'s process handling, the OS side of it: which signals the
+//! wrapper takes over, how the server is started, and how it is watched.
+//!
+//! The wrapper blocks SIGINT, SIGTERM and SIGHUP in every thread before it
+//! does anything else, so that none is lost while it checks and claims; a
+//! signal that arrives before the server starts stops the wrapper instead
+//! (the server never starts). The server starts with an empty signal mask
+//! and default dispositions (never the wrapper's), in a process group of
+//! its own, and inherits no descriptor of the claim. Then a thread takes
+//! each signal with `sigwait` and forwards it once: SIGINT and SIGHUP to
+//! the server's process group (as a terminal would), SIGTERM to the server.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+
+use nix::sys::signal::{SigSet, Signal, kill, killpg};
+use nix::unistd::Pid as NixPid;
+
+/// The signals the wrapper forwards.
+pub fn forwarded() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set
+}
+
+/// Block the forwarded signals in this thread and every thread it starts.
+pub fn block_forwarded() -> io::Result<()> {
+    forwarded().thread_block().map_err(io::Error::from)
+}
+
+/// A forwarded signal that arrived (and waits, blocked) since
+/// [`block_forwarded`], if any.
+pub fn pending() -> Option<Signal> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending fills the set it is given.
+    if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful call above.
+    let set = unsafe { set.assume_init() };
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+        .into_iter()
+        // SAFETY: sigismember reads a valid set.
+        .find(|&s| unsafe { libc::sigismember(&set, s as libc::c_int) } == 1)
+}
+
+/// Start `command` as the server: empty signal mask, default dispositions,
+/// its own process group.
+pub fn spawn(command: &[OsString]) -> io::Result<Child> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: only async-signal-safe calls (sigemptyset, sigprocmask,
+    // signal, setpgid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(empty.as_mut_ptr());
+            if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Forward each signal the wrapper receives to the server until it exits;
+/// then its exit status.
+pub fn forward_until_exit(mut child: Child) -> io::Result<ExitStatus> {
+    let pid = NixPid::from_raw(child.id() as i32);
+    std::thread::Builder::new()
+        .name("pidman-forward".into())
+        .spawn(move || {
+            let signals = forwarded();
+            loop {
+                match signals.wait() {
+                    Ok(Signal::SIGTERM) => {
+                        let _ = kill(pid, Signal::SIGTERM);
+                    }
+                    Ok(signal) => {
+                        let _ = killpg(pid, signal);
+                    }
+                    Err(_) => {}
+                }
+            }
+        })?;
+    loop {
+        match child.wait() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The wrapper's exit status for the server's: its code, or 128 + the
+/// signal that ended it.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => 128u8.saturating_add(signal as u8),
+        _ => 1,
+    }
+}
