@@ -75,7 +75,10 @@ fn an_absurd_timeout_is_a_usage_error() {
 #[test]
 fn another_users_process_is_not_signalled() {
     if !is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("skipped: needs root and setpriv to run pidman as nobody");
+        crate::trust::skip(
+            "another_users_process_is_not_signalled",
+            "needs root and setpriv to run pidman as nobody",
+        );
         return;
     }
     let env = TestEnv::new();

@@ -111,3 +111,96 @@ fn the_library_survives_a_trap_and_says_so_on_the_next_call() {
     let second = pids.check_stale_pid().unwrap_err();
     assert!(second.to_string().contains("failed earlier"), "{second}");
 }
+
+/// Run the broken plugin's `args` with a 500 ms call budget: it must be
+/// stopped with one line on stderr, well before the test gives up on it.
+fn stopped_within_budget(env: &TestEnv, args: &[&str]) -> Run {
+    let mut full = vec!["--plugin", broken_plugin()];
+    full.extend_from_slice(args);
+    let mut child = env
+        .command(&full)
+        .env("PIDMAN_CALL_BUDGET_MS", "500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pidman {args:?} was not stopped");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.expect(2);
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        run.stderr
+    );
+    run
+}
+
+#[test]
+fn a_plugin_waiting_forever_for_an_exit_is_stopped_by_its_budget() {
+    let env = TestEnv::new();
+    env.write_pid_file("123");
+    let run = stopped_within_budget(&env, &["remove"]);
+    assert!(run.stderr.contains("time budget"), "{}", run.stderr);
+    assert_eq!(env.read_pid_file().as_deref(), Some("123"));
+}
+
+#[test]
+fn a_plugin_sleeping_forever_through_wasi_is_stopped_by_its_budget() {
+    let env = TestEnv::new();
+    let run = stopped_within_budget(&env, &["port", "5173"]);
+    assert!(run.stderr.contains("time budget"), "{}", run.stderr);
+}
+
+#[test]
+fn a_plugin_waiting_forever_for_a_lock_is_stopped_by_its_budget() {
+    let env = TestEnv::new();
+    // The test holds the lock the plugin asks for.
+    let lock = std::fs::File::create(env.root().join(".bengal.pid.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let run = stopped_within_budget(&env, &["acquire"]);
+    assert!(run.stderr.contains("time budget"), "{}", run.stderr);
+    drop(held);
+}
+
+#[test]
+fn a_plugin_blocked_in_the_host_on_a_fifo_is_stopped_by_the_watchdog() {
+    let env = TestEnv::new();
+    nix::unistd::mkfifo(
+        &env.root().join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let run = stopped_within_budget(&env, &["preflight"]);
+    assert!(run.stderr.contains("time budget"), "{}", run.stderr);
+}
+
+#[test]
+fn a_plugin_cannot_name_a_pid_file_outside_its_root() {
+    let env = TestEnv::new();
+    let root = env.root().join("grant-escape");
+    std::fs::create_dir(&root).unwrap();
+    let run = env.run(&[
+        "--plugin",
+        broken_plugin(),
+        "--root",
+        root.to_str().unwrap(),
+        "path",
+    ]);
+    run.expect(2);
+    assert!(
+        run.stderr.contains("outside the project root"),
+        "{}",
+        run.stderr
+    );
+}

@@ -29,7 +29,7 @@ fn an_ipv4_listener_is_found() {
 #[test]
 fn an_ipv6_dual_stack_listener_is_found() {
     if TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback here");
+        crate::trust::skip("ipv6 listener test", "no IPv6 loopback here");
         return;
     }
     let env = TestEnv::new();
@@ -126,13 +126,13 @@ fn preflight_never_touches_another_programs_port() {
 /// `preflight` on a terminal: it names the server, asks, and acts on the
 /// answer. (`script` gives pidman a pseudo-terminal; none when it is not
 /// installed.)
-fn preflight_on_a_terminal(answer: &str) -> Option<(Run, Proc)> {
+pub fn preflight_on_a_terminal(answer: &str) -> Option<(Run, Proc)> {
     if std::process::Command::new("script")
         .arg("--version")
         .output()
         .is_err()
     {
-        eprintln!("skipped: no script(1)");
+        crate::trust::skip("preflight on a terminal", "no script(1) (util-linux)");
         return None;
     }
     let env = TestEnv::new();

@@ -59,6 +59,11 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
     if world["lock_held_elsewhere"].as_bool().unwrap() {
         w.locks_held_elsewhere.insert(root.join(".bengal.pid.lock"));
     }
+    // The held lock's record of its claimant: `<pid> <start token>`.
+    if let Some(named) = world["lock_names"].as_u64() {
+        let start = w.processes[&(named as u32)].start_time_ms;
+        std::fs::write(root.join(".bengal.pid.lock"), format!("{named} {start}\n")).unwrap();
+    }
     let file = &world["pid_file"];
     if file.is_null() {
         return;
@@ -165,7 +170,16 @@ fn run_scenario(scenario: &Value) -> Result<(), String> {
         let sent: Vec<Value> = w
             .signals
             .iter()
-            .map(|(pid, s)| json!([pid, if *s == Signal::Term { "term" } else { "kill" }]))
+            .map(|(pid, s)| {
+                json!([
+                    pid,
+                    match s {
+                        Signal::Term => "term",
+                        Signal::Kill => "kill",
+                        Signal::Cont => "cont",
+                    }
+                ])
+            })
             .collect();
         if Value::from(sent.clone()) != *signals {
             failures.push(format!("signals {sent:?}, expected {signals}"));
@@ -254,5 +268,12 @@ fn the_five_second_default_runs_on_the_virtual_clock() {
     ));
     let w = sim.world();
     assert_eq!(w.now_ms - start, 5_000, "five virtual seconds, none real");
-    assert_eq!(w.signals, vec![(4242, Signal::Term), (4242, Signal::Kill)]);
+    assert_eq!(
+        w.signals,
+        vec![
+            (4242, Signal::Term),
+            (4242, Signal::Cont),
+            (4242, Signal::Kill)
+        ]
+    );
 }

@@ -11,3 +11,4 @@ mod kill;
 mod limits;
 mod ports;
 mod simulated;
+mod trust;

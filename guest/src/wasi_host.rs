@@ -130,7 +130,9 @@ impl Host for WasiHost {
                 }
                 other => other?,
             };
-            file.write_all(contents)?;
+            file.write_all(contents).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot write {temp} ({e}; a full disk?)"))
+            })?;
             file.sync_all()?;
             log::emit(Level::Debug, &format!("temporary file written: {temp}"));
             fs::rename(temp, path)?;

@@ -19,7 +19,7 @@ use pidman_guest::bengal::pid_manager::ports::TcpSocket;
 use pidman_guest::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
 use pidman_guest::bengal::pid_manager::signals::Signal;
 use pidman_guest::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use pidman_guest::host::{FileRead, Host};
+use pidman_guest::host::{FileKind, FileRead, FileStat, Host};
 
 fn main() {
     divan::main();
@@ -227,6 +227,35 @@ impl Host for NativeHost {
     fn write_file_atomic(&self, path: &str, temp: &str, contents: &[u8]) -> Result<(), Error> {
         std::fs::write(temp, contents).map_err(io)?;
         std::fs::rename(temp, path).map_err(io)
+    }
+    fn file_stat(&self, path: &str) -> Result<FileStat, Error> {
+        let meta = std::fs::symlink_metadata(path).map_err(io)?;
+        let t = meta.file_type();
+        let kind = if t.is_file() {
+            FileKind::Regular
+        } else if t.is_dir() {
+            FileKind::Directory
+        } else if t.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Special
+        };
+        Ok(FileStat {
+            kind,
+            size: meta.len(),
+        })
+    }
+    fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), Error> {
+        std::fs::write(path, contents).map_err(io)
+    }
+    fn create_dir_all(&self, dir: &str) -> Result<(), Error> {
+        std::fs::create_dir_all(dir).map_err(io)
+    }
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
     }
     fn list_dir(&self, dir: &str) -> Result<Vec<String>, Error> {
         std::fs::read_dir(dir)

@@ -126,7 +126,6 @@ mod tests {
             "/srv/site",
             "/srv/other/.bengal.pid",
             "/srv/site/../x",
-            "/srv/site/./x",
             "relative",
             "/srv/sitex/a",
             "",

@@ -56,13 +56,25 @@ pub fn spawn(command: &[OsString]) -> io::Result<Child> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
     let mut cmd = Command::new(program);
     cmd.args(args);
-    // SAFETY: only async-signal-safe calls (sigemptyset, sigprocmask,
-    // signal, setpgid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (raw rt_sigaction, sigemptyset,
+    // sigprocmask, setpgid) between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
-                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
-                    return Err(io::Error::last_os_error());
+            // Every disposition back to the default: an ignored signal would
+            // stay ignored across exec. The raw syscall, because glibc's
+            // wrapper refuses its own real-time signals (32, 33), which a
+            // parent may still have ignored.
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            for signal in 1..=64 {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        signal,
+                        &default as *const libc::sigaction,
+                        std::ptr::null_mut::<libc::sigaction>(),
+                        8usize,
+                    );
                 }
             }
             let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();

@@ -30,6 +30,10 @@ function osError(what, e) {
   return new GuestError('io', `${what}: ${e.message}`);
 }
 
+// The WIT `signal` enum, case by case: an unknown case throws (a trap),
+// never becomes some other signal.
+const SIGNALS = { term: 'SIGTERM', kill: 'SIGKILL', cont: 'SIGCONT' };
+
 export class LinuxBackend {
   constructor() { this.boot = bootMs(); }
 
@@ -80,7 +84,9 @@ export class LinuxBackend {
     try { s = stat(pid); } catch { throw new GuestError('not-found'); }
     if (s.ticks !== BigInt(token)) throw new GuestError('changed');
     try {
-      process.kill(pid, sig === 'term' ? 'SIGTERM' : 'SIGKILL');
+      const name = SIGNALS[sig];
+      if (!name) throw new Error(`unknown signal case ${sig}`);
+      process.kill(pid, name);
     } catch (e) {
       throw osError(`signal PID ${pid}`, e);
     }

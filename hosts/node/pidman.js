@@ -36,7 +36,17 @@ export class GuestError extends Error {
 }
 
 /** A backend bound to the WIT imports (keys without @version, as jco wants). */
-function capabilities(backend, log) {
+/** `path` when it names an entry below `grantDir` (absolute, no `.` or `..`
+ *  steps); else the WIT `denied` error: the host's grant, whatever the
+ *  plugin asks. */
+function granted(grantDir, path) {
+  const parts = path.split('/');
+  const plain = path.startsWith('/') && !parts.slice(1).some((p) => p === '' || p === '.' || p === '..');
+  if (plain && path.startsWith(`${grantDir}/`)) return path;
+  throw new GuestError('denied', `${path} is outside the directory granted to the plugin (${grantDir})`);
+}
+
+function capabilities(backend, log, grantDir) {
   class Lock {
     constructor(held) { this.held = held; }
     [Symbol.dispose || Symbol.for('dispose')]() { backend.release(this.held); }
@@ -60,9 +70,9 @@ function capabilities(backend, log) {
     },
     'bengal:pid-manager/files': {
       Lock,
-      owner: (path) => backend.fileOwner(path),
+      owner: (path) => backend.fileOwner(granted(grantDir, path)),
       tryLock: (path, waitMs) => {
-        const held = backend.tryLock(path, waitMs);
+        const held = backend.tryLock(granted(grantDir, path), waitMs);
         return held === undefined ? undefined : new Lock(held);
       },
     },
@@ -103,7 +113,7 @@ export class Plugin {
     filesystem._setPreopens({ [grantDir]: grantDir });
     this.log = [];
     const root = await instantiate(this.getCoreModule, {
-      ...capabilities(backend, this.log),
+      ...capabilities(backend, this.log, grantDir),
       'wasi:cli/environment': cli.environment,
       'wasi:cli/exit': cli.exit,
       'wasi:cli/stdin': cli.stdin,

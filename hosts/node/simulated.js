@@ -73,9 +73,10 @@ export class SimBackend {
     this.signals.push([pid, sig]);
     if (sig === 'term') {
       if (p.onTerm !== null) p.exitsAt = this.nowMs + p.onTerm;
-    } else if (!p.unkillable) {
+    } else if (sig === 'kill' && !p.unkillable) {
       p.zombie = true;
     }
+    // 'cont': simulated processes are never stopped.
   }
 
   waitExit(pid, token, timeoutMs) {

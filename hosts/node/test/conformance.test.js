@@ -25,6 +25,11 @@ function arrange(sim, root, world) {
   }
   sim.socketList.push(...world.sockets);
   if (world.lock_held_elsewhere) sim.locksHeldElsewhere.add(`${pidFile}.lock`);
+  // The held lock's record of its claimant: `<pid> <start token>`.
+  const named = world.lock_names;
+  if (named !== undefined && named !== null) {
+    writeFileSync(`${pidFile}.lock`, `${named} ${sim.processes.get(named).start}\n`);
+  }
   const f = world.pid_file;
   if (!f) return;
   const real = f.symlink ? join(root, 'elsewhere.pid') : pidFile;

@@ -13,6 +13,7 @@ from wasmtime import component as c
 PACKAGE = "bengal:pid-manager/{}@0.1.0"
 LOCK_TYPE = 1
 FUEL_PER_CALL = 1_000_000_000
+MEMORY_LIMIT = 64 << 20
 
 
 class GuestError(Exception):
@@ -69,6 +70,7 @@ class Plugin:
         self.linker = c.Linker(self.engine)
         self.linker.add_wasip2()
         self.backend: Any = None
+        self.grant_dir = "/nonexistent"
         self._locks: dict[int, Any] = {}
         self._next_lock = 1
         self.log: list[str] = []
@@ -96,7 +98,8 @@ class Plugin:
             i.add_func("owner", lambda s, handle: self._quiet(lambda: b().socket_owner(handle)))
         with root.add_instance(PACKAGE.format("files")) as i:
             i.add_resource("lock", c.ResourceType.host(LOCK_TYPE), self._release)
-            i.add_func("owner", lambda s, path: _answer(lambda: record(**b().file_owner(path))))
+            i.add_func("owner", lambda s, path: _answer(
+                lambda: record(**b().file_owner(self._granted(path)))))
             i.add_func("try-lock", lambda s, path, wait_ms: self._try_lock(path, wait_ms))
         with root.add_instance(PACKAGE.format("log")) as i:
             i.add_func("emit", lambda s, level, message: self.log.append(f"{level}: {message}"))
@@ -108,11 +111,22 @@ class Plugin:
         except GuestError:
             return None
 
+    def _granted(self, path: str) -> str:
+        """`path` when it names an entry below the granted directory
+        (absolute, no `.` or `..` steps); else the WIT `denied` error."""
+        parts = path.split("/")
+        plain = path.startswith("/") and not any(p in ("", ".", "..") for p in parts[1:])
+        if plain and path.startswith(self.grant_dir + "/"):
+            return path
+        raise GuestError("denied", f"{path} is outside the directory granted to the plugin"
+                         f" ({self.grant_dir})")
+
     def _try_lock(self, path: str, wait_ms: int) -> Any:
         # Same untagged-result limit as `owner`: a lock that cannot be taken
-        # for any reason is reported as held elsewhere, so nothing is removed.
+        # for any reason (outside the grant included) is reported as held by
+        # someone the lock does not name, so the plugin changes nothing.
         try:
-            held = self.backend.try_lock(path, wait_ms)
+            held = self.backend.try_lock(self._granted(path), wait_ms)
         except GuestError:
             return None
         if held is None:
@@ -131,8 +145,10 @@ class Plugin:
         """Call `export` of the manager interface on `backend`, unwrapping
         its result (GuestError for the error variant, PluginTrap for a trap)."""
         self.backend = backend
+        self.grant_dir = grant_dir.rstrip("/") or "/"
         self.log = []
         store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=MEMORY_LIMIT)
         wasi = wasmtime.WasiConfig()
         wasi.preopen_dir(grant_dir, grant_dir)
         store.set_wasi(wasi)

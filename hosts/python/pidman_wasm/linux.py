@@ -37,6 +37,11 @@ def _stat(pid: int) -> tuple[str, str, int]:
     return name, fields[0], int(fields[19])
 
 
+# The WIT `signal` enum, case by case: an unknown case is a KeyError (a
+# trap), never some other signal.
+SIGNALS = {"term": signal.SIGTERM, "kill": signal.SIGKILL, "cont": signal.SIGCONT}
+
+
 class LinuxBackend:
     def __init__(self) -> None:
         self._boot = _boot_ms()
@@ -110,7 +115,7 @@ class LinuxBackend:
         except ProcessLookupError:
             raise GuestError("not-found")
         try:
-            signal.pidfd_send_signal(fd, signal.SIGTERM if sig == "term" else signal.SIGKILL)
+            signal.pidfd_send_signal(fd, SIGNALS[sig])
         except OSError as e:
             raise _os_error(f"signal PID {pid}", e)
         finally:

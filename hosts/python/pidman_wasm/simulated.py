@@ -84,8 +84,9 @@ class SimBackend:
         if sig == "term":
             if p["on_term"] is not None:
                 p["exits_at"] = self.now_ms + p["on_term"]
-        elif not p["unkillable"]:
+        elif sig == "kill" and not p["unkillable"]:
             p["zombie"] = True
+        # "cont": simulated processes are never stopped.
 
     def wait_exit(self, pid: int, token: int, timeout_ms: int) -> bool:
         try:

@@ -36,6 +36,11 @@ def arrange(sim, root, world):
     sim.sockets_.extend(world["sockets"])
     if world["lock_held_elsewhere"]:
         sim.locks_held_elsewhere.add(str(root / ".bengal.pid.lock"))
+    # The held lock's record of its claimant: `<pid> <start token>`.
+    named = world.get("lock_names")
+    if named is not None:
+        start = sim.processes[named]["start"]
+        (root / ".bengal.pid.lock").write_text(f"{named} {start}\n")
     f = world["pid_file"]
     if f is None:
         return

@@ -1,12 +1,19 @@
 //! A broken plugin: each export misbehaves in its own way, so the host's
-//! limits can be tested one by one.
+//! limits can be tested one by one: unbounded memory, an endless loop, a
+//! crash, a reach outside its directory, and four ways to block (a wait for
+//! exit, a lock, a WASI sleep, each asked for forever; a FIFO opened for
+//! reading). A project root whose name ends in `grant-escape` gets a PID
+//! file named outside it.
 
 wit_bindgen::generate!({
     path: "../../../wit",
     world: "plugin",
 });
 
-use crate::bengal::pid_manager::types::{Error, Pid};
+use crate::bengal::pid_manager::files::{self, Lock};
+use crate::bengal::pid_manager::process_table;
+use crate::bengal::pid_manager::signals;
+use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::exports::bengal::pid_manager::manager::{
     Claim, ClearReport, Guest, KillOutcome, PortOwner, PreflightReport, StaleServer,
 };
@@ -18,7 +25,12 @@ fn unsupported<T>() -> Result<T, Error> {
 }
 
 impl Guest for Broken {
+    /// Names a PID file outside the root it was given, for a root named
+    /// `...grant-escape`: the host must refuse it.
     fn get_pid_file(project_root: String) -> String {
+        if project_root.ends_with("grant-escape") {
+            return "/etc/.bengal.pid".into();
+        }
         format!("{project_root}/.bengal.pid")
     }
 
@@ -58,19 +70,47 @@ impl Guest for Broken {
         }
     }
 
+    /// Waits forever for its parent (the test) to exit.
     fn remove_pid_file(_pid_file: String, _expected: Option<Pid>) -> Result<bool, Error> {
-        unsupported()
+        let parent = process_table::parent_pid();
+        let start_token = process_table::inspect(parent)?.start_token;
+        let target = ProcessIdentity { pid: parent, start_token };
+        loop {
+            signals::wait_exit(target, u64::MAX)?;
+        }
     }
 
+    /// Sleeps forever through WASI.
     fn get_process_on_port(_port: u16) -> Result<PortOwner, Error> {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(u64::MAX / 2));
+        }
+    }
+
+    /// Waits forever for a lock someone else holds.
+    fn acquire(pid_file: String, _pid: Option<Pid>) -> Result<Claim, Error> {
+        loop {
+            if let Some(lock) = files::try_lock(&format!("{pid_file}.lock"), u32::MAX)? {
+                return Ok(Claim::Claimed(lock));
+            }
+        }
+    }
+
+    /// Opens the FIFO `<dir>/fifo` for reading: a host syscall that blocks
+    /// until a writer comes.
+    fn preflight(pid_file: String, _port: Option<u16>) -> Result<PreflightReport, Error> {
+        let dir = pid_file.rsplit_once('/').map_or(".", |(dir, _)| dir);
+        match std::fs::read(format!("{dir}/fifo")) {
+            Ok(_) => unsupported(),
+            Err(e) => Err(Error::Io(e.to_string())),
+        }
+    }
+
+    fn hand_over(_claim: &Lock, _pid_file: String, _pid: Pid) -> Result<(), Error> {
         unsupported()
     }
 
-    fn acquire(_pid_file: String, _pid: Option<Pid>) -> Result<Claim, Error> {
-        unsupported()
-    }
-
-    fn preflight(_pid_file: String, _port: Option<u16>) -> Result<PreflightReport, Error> {
+    fn release(_claim: Lock, _pid_file: String, _remove: Option<Pid>) -> Result<bool, Error> {
         unsupported()
     }
 

@@ -1,0 +1,770 @@
+//! The promises of issue 8, each tried the way a hostile user (or bad luck)
+//! would: FIFOs and devices at the path, races between writers and
+//! checkers, signals at the worst moment, thread ids, PID reuse on the real
+//! host, full and read-only filesystems, another user's cache. Tests that
+//! need root say SKIP on stdout when not run as root (CI runs as root).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Say on stdout (past the test harness's capture) that a test was skipped.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stdout(), "SKIP {test}: {why}");
+}
+
+/// Wait for `child` at most `limit`; kill it (by PID) and fail if it hangs.
+fn finish_within(mut child: Child, limit: Duration, what: &str) -> Run {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung for {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Run::from(child.wait_with_output().unwrap())
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+#[test]
+fn a_fifo_at_the_pid_file_is_refused_at_once_and_kept() {
+    let env = TestEnv::new();
+    mkfifo(&env.pid_file());
+    for args in [
+        &["check"][..],
+        &["acquire"],
+        &["preflight", "--yes"],
+        &["remove"],
+        &["run", "--", "true"],
+    ] {
+        let child = env
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let run = finish_within(child, Duration::from_secs(20), &format!("pidman {args:?}"));
+        run.expect(2);
+        assert!(run.stderr.contains("FIFO"), "{args:?}: {}", run.stderr);
+        assert!(env.pid_file().exists(), "{args:?}: the FIFO is kept");
+    }
+    assert!(
+        !env.root().join(".bengal.pid.lock").exists(),
+        "no lock file made for it"
+    );
+}
+
+#[test]
+fn a_file_over_64_bytes_or_a_device_is_refused_and_kept() {
+    let env = TestEnv::new();
+    let readme = env.root().join("README.md");
+    std::fs::write(
+        &readme,
+        "# A project\n\nThis is not a PID file, whatever pidman is told.\n",
+    )
+    .unwrap();
+    let run = env.run(&["check", "--pid-file", readme.to_str().unwrap()]);
+    run.expect(2);
+    assert!(run.stderr.contains("not a PID file"), "{}", run.stderr);
+    assert!(readme.exists(), "README.md is kept");
+    if !is_root() {
+        return skip(
+            "a_file_over_64_bytes_or_a_device_is_refused_and_kept (device)",
+            "mknod needs root",
+        );
+    }
+    let null = env.root().join("null");
+    sh(&format!("mknod {} c 1 3", null.display()));
+    let run = env.run(&["check", "--pid-file", null.to_str().unwrap()]);
+    run.expect(2);
+    assert!(null.exists(), "the device node is kept");
+}
+
+#[test]
+fn a_plugin_that_is_a_fifo_or_endless_is_refused_in_bounded_time() {
+    let env = TestEnv::new();
+    let fifo = env.root().join("plugin.wasm");
+    mkfifo(&fifo);
+    for plugin in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let child = env
+            .command(&["--plugin", plugin, "check"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let run = finish_within(child, Duration::from_secs(20), plugin);
+        run.expect(2);
+        assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn run_starts_the_server_unblocked_in_its_own_process_group() {
+    let env = TestEnv::new();
+    let run = env.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "grep -E '^(SigBlk|SigIgn)' /proc/self/status; echo pgid $(ps -o pgid= -p $$) pid $$",
+    ]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("SigBlk:\t0000000000000000"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("SigIgn:\t0000000000000000"),
+        "{}",
+        run.stdout
+    );
+    let words: Vec<&str> = run.stdout.split_whitespace().collect();
+    let at = |key| words[words.iter().position(|w| *w == key).unwrap() + 1];
+    assert_eq!(at("pgid"), at("pid"), "the server leads its own group");
+}
+
+#[test]
+fn a_signal_before_the_server_starts_stops_run_and_the_server_never_starts() {
+    let env = TestEnv::new();
+    // A stale server that ignores SIGTERM keeps `run`'s start check busy for
+    // its timeout: the moment to send SIGINT.
+    let stale = bengal(&["--ignore-term"]);
+    env.write_pid_file(stale.pid().to_string());
+    let marker = env.root().join("started");
+    let mut child = env
+        .command(&[
+            "run",
+            "--yes",
+            "--timeout",
+            "2",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(!marker.exists(), "the server never started");
+    assert!(env.read_pid_file().is_none(), "and no claim is left");
+}
+
+#[test]
+fn run_never_lends_the_lock_to_the_servers_children() {
+    let env = TestEnv::new();
+    let gc = env.root().join("grandchild");
+    let script = format!("sleep 30 & echo $! > {}", gc.display());
+    env.run(&["run", "--", "sh", "-c", &script]).expect(0);
+    let grandchild: i32 = std::fs::read_to_string(&gc)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let holds_lock = std::fs::read_dir(format!("/proc/{grandchild}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+        .any(|target| target.to_string_lossy().ends_with(".bengal.pid.lock"));
+    let server = sleeper();
+    let next = env.run(&["acquire", "--pid", &server.pid().to_string()]);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(grandchild),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(!holds_lock, "the orphaned grandchild holds the lock");
+    next.expect(0);
+}
+
+#[test]
+fn remove_keeps_the_file_of_a_server_that_run_claims() {
+    let env = TestEnv::new();
+    let mut run = start_ready({
+        let mut cmd = env.command(&["run", "--"]);
+        cmd.arg(fixture("bengal")).arg("serve");
+        cmd
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.read_pid_file().as_deref() == Some(&run.pid().to_string())
+        || env.read_pid_file().is_none()
+    {
+        assert!(Instant::now() < deadline, "run never handed over its claim");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let named = env.read_pid_file().unwrap();
+    let removed = env.run(&["remove"]);
+    removed.expect(1);
+    assert!(
+        removed.stdout.contains(&named),
+        "names the server: {}",
+        removed.stdout
+    );
+    assert_eq!(env.read_pid_file().as_deref(), Some(named.as_str()), "kept");
+    // `check` and `preflight` see the claim; a second `run` is refused.
+    env.run(&["check"]).expect(0);
+    env.run(&["run", "--", "true"]).expect(1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    run.wait_for_exit(Duration::from_secs(10))
+        .expect("run ends with its server");
+    assert!(env.read_pid_file().is_none(), "clean shutdown removes it");
+}
+
+#[test]
+fn a_write_never_loses_its_file_to_a_concurrent_check() {
+    let env = TestEnv::new();
+    let server = bengal(&[]);
+    let server_pid = server.pid().to_string();
+    for round in 0..150 {
+        env.write_pid_file(dead_pid().to_string());
+        let spawn = |args: &[&str]| {
+            env.command(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut writer = spawn(&["write", "--pid", &server_pid]);
+        let mut checker = spawn(&["check"]);
+        writer.wait().unwrap();
+        checker.wait().unwrap();
+        assert_eq!(
+            env.read_pid_file().as_deref(),
+            Some(server_pid.as_str()),
+            "round {round}: a check removed the file a writer had just written"
+        );
+    }
+}
+
+/// `pidman ARGS` paused at the first guest message containing `at`, until
+/// the returned release file is made. Returns once it has paused.
+fn paused(env: &TestEnv, args: &[&str], at: &str) -> (Child, PathBuf) {
+    let release = env.root().join("release");
+    let mut child = env
+        .command(args)
+        .env("PIDMAN_TEST_PAUSE", format!("{at}={}", release.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("paused at"), "did not pause: {line:?}");
+    (child, release)
+}
+
+#[test]
+fn a_file_changed_between_judgement_and_removal_is_kept() {
+    let env = TestEnv::new();
+    env.write_pid_file(dead_pid().to_string());
+    let (child, release) = paused(&env, &["check"], "removing it under its lock");
+    // Someone (a server writing its own PID, as Bengal does) replaces it.
+    let server = bengal(&[]);
+    std::fs::write(env.pid_file(), server.pid().to_string()).unwrap();
+    std::fs::write(&release, "").unwrap();
+    let run = finish_within(child, Duration::from_secs(20), "check");
+    run.expect(1);
+    assert_eq!(
+        env.read_pid_file(),
+        Some(server.pid().to_string()),
+        "the new file is kept"
+    );
+}
+
+#[test]
+fn a_writer_killed_between_its_temporary_file_and_the_rename_loses_nothing() {
+    let env = TestEnv::new();
+    let old = bengal(&[]);
+    env.write_pid_file(old.pid().to_string());
+    let new = sleeper();
+    let (mut child, _release) = paused(
+        &env,
+        &["write", "--pid", &new.pid().to_string()],
+        "temporary file written",
+    );
+    let temps: Vec<PathBuf> = std::fs::read_dir(env.root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert_eq!(temps.len(), 1, "mid-write: the temporary file exists");
+    assert_eq!(
+        std::fs::read_to_string(&temps[0]).unwrap(),
+        new.pid().to_string()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        env.read_pid_file(),
+        Some(old.pid().to_string()),
+        "the old file, whole"
+    );
+    env.run(&["write", "--pid", &new.pid().to_string()])
+        .expect(0);
+    assert!(
+        !temps[0].exists(),
+        "the dead writer's temporary file is swept"
+    );
+}
+
+#[test]
+fn a_reader_never_sees_a_partial_or_empty_file() {
+    let env = TestEnv::new();
+    let pid_file = env.pid_file();
+    std::fs::write(&pid_file, "1").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, pid_file) = (stop.clone(), pid_file.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&pid_file).expect("the file is always there");
+                assert!(
+                    matches!(text.as_str(), "1" | "4000000" | "22"),
+                    "read {text:?}"
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let plugin = pidman::Plugin::embedded().unwrap();
+    let mut pids =
+        pidman::PidManager::for_pid_file(&plugin, &pid_file, pidman::Native::default(), false)
+            .unwrap();
+    for i in 0..2_000 {
+        pids.write_pid_file(Some(if i % 2 == 0 { 4_000_000 } else { 22 }))
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().expect("the reader saw only whole PIDs");
+    assert!(
+        reads > 100,
+        "the reader read while the writes ran ({reads})"
+    );
+}
+
+#[test]
+fn a_thread_id_is_not_a_process() {
+    let env = TestEnv::new();
+    let mut threads = start_ready({
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "-c",
+            "import threading,time\nt=threading.Thread(target=time.sleep,args=(60,),daemon=True)\nt.start()\nprint('ready', t.native_id, flush=True)\ntime.sleep(60)",
+        ]);
+        cmd
+    });
+    let tid = std::fs::read_dir(format!("/proc/{}/task", threads.pid()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|t| *t != threads.pid().to_string())
+        .expect("a second thread");
+    let killed = env.run(&["kill", &tid]);
+    killed.expect(2);
+    assert!(killed.stderr.contains("thread"), "{}", killed.stderr);
+    assert!(threads.running(), "never reported gone, never signalled");
+    env.run(&["is-bengal", &tid]).expect(1);
+    env.write_pid_file(&tid);
+    env.run(&["check"]).expect(1);
+    assert!(
+        env.read_pid_file().is_none(),
+        "no process has that PID: stale"
+    );
+}
+
+#[test]
+fn a_server_exiting_on_sigterm_is_always_gone_never_an_error() {
+    let env = TestEnv::new();
+    for _ in 0..25 {
+        let mut server = bengal(&[]);
+        let run = env.run(&["--json", "kill", &server.pid().to_string()]);
+        run.expect(0);
+        assert_eq!(run.json()["outcome"], "terminated", "{}", run.stdout);
+        assert!(server.wait_for_exit(Duration::from_secs(5)).is_some());
+    }
+}
+
+#[test]
+fn a_stopped_server_is_woken_to_act_on_sigterm() {
+    let env = TestEnv::new();
+    let mut server = bengal(&[]);
+    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let run = env.run(&[
+        "--json",
+        "kill",
+        &server.pid().to_string(),
+        "--timeout",
+        "10",
+    ]);
+    run.expect(0);
+    assert_eq!(
+        run.json()["outcome"],
+        "terminated",
+        "not SIGKILLed: {}",
+        run.stdout
+    );
+    assert!(server.wait_for_exit(Duration::from_secs(5)).is_some());
+}
+
+#[test]
+fn an_empty_argument_is_an_argument() {
+    let env = TestEnv::new();
+    let mut cmd = Command::new(fixture("bengal"));
+    cmd.args(["", "serve"]);
+    let odd = start_ready(cmd);
+    env.run(&["is-bengal", &odd.pid().to_string()]).expect(1);
+}
+
+#[test]
+fn output_that_cannot_be_written_is_exit_2() {
+    let env = TestEnv::new();
+    for args in [&["path"][..], &["--json", "path"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = env.command(args).stdout(full).output().unwrap();
+        let run = Run::from(out);
+        run.expect(2);
+        assert!(
+            run.stderr.contains("cannot write"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn write_creates_a_missing_root() {
+    let env = TestEnv::new();
+    let root = env.root().join("new/project");
+    let server = sleeper();
+    let run = env.run(&[
+        "--root",
+        root.to_str().unwrap(),
+        "write",
+        "--pid",
+        &server.pid().to_string(),
+    ]);
+    run.expect(0);
+    assert_eq!(
+        std::fs::read_to_string(root.join(".bengal.pid")).unwrap(),
+        server.pid().to_string()
+    );
+    let missing = env.run(&["--json", "--root", "/nonexistent/x", "check"]);
+    missing.expect(2);
+    assert_eq!(missing.json()["error"]["kind"], "io", "not a plugin fault");
+}
+
+/// Run a shell script as root in a fresh PID namespace with its own /proc.
+fn in_pid_namespace(script: &str, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "sh", "-c", script]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.stdin(Stdio::null()).output().expect("unshare"))
+}
+
+#[test]
+fn a_pid_reused_on_the_real_host_is_never_signalled() {
+    if !is_root() {
+        return skip(
+            "a_pid_reused_on_the_real_host_is_never_signalled",
+            "a PID namespace needs root",
+        );
+    }
+    let env = TestEnv::new();
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache");
+    let script = r#"
+        $FIXTURE serve > /dev/null &
+        A=$!
+        sleep 0.5
+        $PIDMAN --root $DIR write --pid $A || exit 3
+        kill -9 $A; wait $A
+        sleep 1.2
+        echo $((A - 1)) > /proc/sys/kernel/ns_last_pid
+        $FIXTURE serve > /dev/null &
+        B=$!
+        [ "$B" = "$A" ] || { echo "no reuse: $A then $B"; exit 4; }
+        sleep 0.5
+        $PIDMAN --root $DIR check; echo "check=$?"
+        $PIDMAN --root $DIR preflight --yes; echo "preflight=$?"
+        kill -0 $B && echo "impostor alive"
+        kill -9 $B
+    "#;
+    let run = in_pid_namespace(
+        script,
+        &[
+            ("FIXTURE", fixture("bengal").to_str().unwrap()),
+            ("PIDMAN", PIDMAN),
+            ("DIR", env.root().to_str().unwrap()),
+            ("PIDMAN_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    assert!(run.stdout.contains("check=1"), "{run:?}");
+    assert!(run.stdout.contains("preflight=0"), "{run:?}");
+    assert!(run.stdout.contains("impostor alive"), "{run:?}");
+    assert!(env.read_pid_file().is_none(), "the stale file is removed");
+}
+
+#[test]
+fn a_real_zombie_of_a_bengal_process_is_dead() {
+    let env = TestEnv::new();
+    // sh starts a Bengal-looking child that exits at once, then becomes a
+    // `sleep` that never reaps it: a zombie with a Bengal past.
+    let script = format!(
+        "{} serve --exit & echo ready $!; exec sleep 30",
+        fixture("bengal").display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    let parent = start_ready(cmd);
+    let pid: u32 = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        parent.pid(),
+        parent.pid()
+    ))
+    .unwrap()
+    .split_whitespace()
+    .next()
+    .expect("the child")
+    .parse()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .contains(") Z")
+    {
+        assert!(Instant::now() < deadline, "never became a zombie");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.run(&["is-bengal", &pid.to_string()]).expect(1);
+    env.write_pid_file(pid.to_string());
+    env.run(&["check"]).expect(1);
+    assert!(env.read_pid_file().is_none(), "a zombie's file is stale");
+    let killed = env.run(&["--json", "kill", &pid.to_string()]);
+    killed.expect(0);
+    assert_eq!(killed.json()["outcome"], "already-gone");
+}
+
+/// A filesystem mounted for one test, unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn sh(script: &str) {
+    let status = Command::new("sh").args(["-c", script]).status().unwrap();
+    assert!(status.success(), "{script}");
+}
+
+#[test]
+fn write_faults_fail_clearly_and_keep_the_old_file() {
+    if !is_root() {
+        return skip(
+            "write_faults_fail_clearly_and_keep_the_old_file",
+            "mounts and setpriv need root",
+        );
+    }
+    let env = TestEnv::new();
+    let server = sleeper();
+    let new_pid = server.pid().to_string();
+    // A full disk: a 64 KiB tmpfs, filled.
+    let full = env.root().join("full");
+    std::fs::create_dir(&full).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=64k tmpfs {}",
+        full.display()
+    ));
+    let _full = Mount(full.clone());
+    std::fs::write(full.join(".bengal.pid"), "111").unwrap();
+    let _ = Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            &format!("of={}/fill", full.display()),
+            "bs=4k",
+        ])
+        .stderr(Stdio::null())
+        .status();
+    let run = env.run(&[
+        "write",
+        "--pid-file",
+        full.join(".bengal.pid").to_str().unwrap(),
+        "--pid",
+        &new_pid,
+    ]);
+    run.expect(2);
+    // wasmtime-wasi reports the failed write as EIO, not ENOSPC.
+    assert!(run.stderr.contains("cannot write"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(full.join(".bengal.pid")).unwrap(),
+        "111"
+    );
+    // A read-only directory: a read-only bind mount.
+    let ro = env.root().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(ro.join(".bengal.pid"), "222").unwrap();
+    sh(&format!(
+        "mount --bind {0} {0} && mount -o remount,ro,bind {0} {0}",
+        ro.display()
+    ));
+    let _ro = Mount(ro.clone());
+    let run = env.run(&[
+        "write",
+        "--pid-file",
+        ro.join(".bengal.pid").to_str().unwrap(),
+        "--pid",
+        &new_pid,
+    ]);
+    run.expect(2);
+    assert!(run.stderr.contains("Read-only"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(ro.join(".bengal.pid")).unwrap(),
+        "222"
+    );
+    // EACCES: nobody writing into root's directory.
+    let locked = env.root().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::write(locked.join(".bengal.pid"), "333").unwrap();
+    std::fs::set_permissions(
+        env.root(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", PIDMAN])
+        .args([
+            "write",
+            "--pid-file",
+            locked.join(".bengal.pid").to_str().unwrap(),
+            "--pid",
+            &new_pid,
+        ])
+        .env("PIDMAN_CACHE_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    run.expect(2);
+    assert!(run.stderr.contains("ermission denied"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(locked.join(".bengal.pid")).unwrap(),
+        "333"
+    );
+}
+
+#[test]
+fn a_process_hidden_by_hidepid_is_alive_not_gone() {
+    if !is_root() {
+        return skip(
+            "a_process_hidden_by_hidepid_is_alive_not_gone",
+            "mounting /proc needs root",
+        );
+    }
+    let mut root_process = sleeper();
+    let script = format!(
+        "mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=65534 --regid=65534 --clear-groups {PIDMAN} kill {}",
+        root_process.pid()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .env("PIDMAN_CACHE_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    run.expect(1);
+    assert!(!run.stdout.contains("was not running"), "{run:?}");
+    assert!(root_process.running(), "never signalled");
+}
+
+#[test]
+fn a_cache_entry_another_user_could_have_written_is_never_loaded() {
+    if !is_root() {
+        return skip(
+            "a_cache_entry_another_user_could_have_written_is_never_loaded",
+            "chown needs root",
+        );
+    }
+    let env = TestEnv::new();
+    let cache = env.root().join("cache");
+    let run = |env: &TestEnv| {
+        let out = env
+            .command(&["check"])
+            .env("PIDMAN_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    run(&env).expect(1);
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().mode() & 0o777,
+        0o700,
+        "a private directory"
+    );
+    // An entry that another user owns is replaced, never loaded.
+    std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+    std::fs::write(&entry, b"not native code at all").unwrap();
+    run(&env).expect(1);
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().uid(),
+        0,
+        "rewritten by its user"
+    );
+    // A directory others may write is not used at all.
+    std::fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::remove_file(&entry).unwrap();
+    run(&env).expect(1);
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+}
+
+#[test]
+fn ctrl_d_at_the_prompt_is_no() {
+    let Some((run, mut server)) = crate::ports::preflight_on_a_terminal("\x04") else {
+        return;
+    };
+    run.expect(1);
+    assert!(
+        run.stdout.contains("Kill stale process? [Y/n]"),
+        "asked: {run:?}"
+    );
+    assert!(server.running(), "end of input is no: {run:?}");
+}
