@@ -69,7 +69,7 @@ fn a_file_over_64_bytes_or_a_device_is_refused_and_kept() {
     let readme = env.root().join("README.md");
     std::fs::write(
         &readme,
-        "# A project\n\nThis is not a PID file, whatever pidman is told.\n",
+        "# A project\n\nThis is not a PID file, whatever pidman may be told to do with it.\n",
     )
     .unwrap();
     let run = env.run(&["check", "--pid-file", readme.to_str().unwrap()]);

@@ -64,15 +64,16 @@ pub fn spawn(command: &[OsString]) -> io::Result<Child> {
             // stay ignored across exec. The raw syscall, because glibc's
             // wrapper refuses its own real-time signals (32, 33), which a
             // parent may still have ignored.
-            let mut default: libc::sigaction = std::mem::zeroed();
-            default.sa_sigaction = libc::SIG_DFL;
+            // The kernel's `struct sigaction`, all zero: SIG_DFL, no flags,
+            // no restorer, an empty mask.
+            let default = [0u64; 4];
             for signal in 1..=64 {
                 if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                     libc::syscall(
                         libc::SYS_rt_sigaction,
                         signal,
-                        &default as *const libc::sigaction,
-                        std::ptr::null_mut::<libc::sigaction>(),
+                        default.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
                         8usize,
                     );
                 }
