@@ -132,6 +132,7 @@ export class Plugin {
       'wasi:io/poll': io.poll,
       'wasi:io/streams': io.streams,
       'wasi:random/random': random.random,
+      'wasi:random/insecure-seed': random.insecureSeed,
     });
     const manager = root.manager ?? root['bengal:pid-manager/manager@0.1.0'];
     try {

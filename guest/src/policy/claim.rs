@@ -47,12 +47,8 @@ pub fn acquire<H: Host>(
 ) -> Result<Acquired<H::Lock>, Error> {
     let pid = write::validate_pid(pid.unwrap_or_else(|| host.own_pid()))?;
     let claimant = running(host, pid)?;
-    if stale::look(host, pid_file)?.is_none()
-        && let Some((dir, _)) = pid_file.rsplit_once('/')
-        && !dir.is_empty()
-        && host.file_stat(dir) == Err(Error::NotFound)
-    {
-        host.create_dir_all(dir)?;
+    if stale::look(host, pid_file)?.is_none() {
+        lock::ensure_dir(host, pid_file)?;
     }
     let lock = match lock::lock(host, pid_file, lock::CHANGE_LOCK_WAIT_MS) {
         LockState::Ours(lock) => lock,

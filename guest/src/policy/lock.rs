@@ -126,15 +126,8 @@ pub fn is_caller(host: &impl Host, pid: Pid) -> bool {
 /// a command a server runs), the change goes ahead on its behalf: `Ok(None)`.
 /// Any other holder refuses the change.
 pub fn lock_for_change<H: Host>(host: &H, pid_file: &str) -> Result<Option<H::Lock>, Error> {
-    let mut state = lock(host, pid_file, CHANGE_LOCK_WAIT_MS);
-    if let LockState::Unavailable(Error::NotFound) = state
-        && let Some((dir, _)) = pid_file.rsplit_once('/')
-        && !dir.is_empty()
-    {
-        host.create_dir_all(dir)?;
-        state = lock(host, pid_file, CHANGE_LOCK_WAIT_MS);
-    }
-    match state {
+    ensure_dir(host, pid_file)?;
+    match lock(host, pid_file, CHANGE_LOCK_WAIT_MS) {
         LockState::Ours(lock) => Ok(Some(lock)),
         LockState::Claimed(claimant) if is_caller(host, claimant.pid) => Ok(None),
         LockState::Claimed(claimant) => Err(Error::Denied(format!(
@@ -151,6 +144,17 @@ pub fn lock_for_change<H: Host>(host: &H, pid_file: &str) -> Result<Option<H::Lo
             pidfile::lock_path(pid_file),
             describe(&e)
         ))),
+    }
+}
+
+/// Create the PID file's directory when it is missing, so that its lock
+/// file can be made (whatever a host answers for a missing directory).
+pub fn ensure_dir(host: &impl Host, pid_file: &str) -> Result<(), Error> {
+    match pid_file.rsplit_once('/') {
+        Some((dir, _)) if !dir.is_empty() && host.file_stat(dir) == Err(Error::NotFound) => {
+            host.create_dir_all(dir)
+        }
+        _ => Ok(()),
     }
 }
 
