@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use pidman::simulated::{OnTerm, Process, Signal, Simulated, Socket};
-use pidman::{Claim, KillOutcome, PidManager, Plugin, PortOwner, Verdict};
+use pidman::{Claim, GuestError, KillOutcome, PidManager, Plugin, PortOwner, Verdict};
 use serde_json::{Value, json};
 
 fn plugin() -> &'static Plugin<Simulated> {
@@ -59,6 +59,13 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
     if world["lock_held_elsewhere"].as_bool().unwrap() {
         w.locks_held_elsewhere.insert(root.join(".bengal.pid.lock"));
     }
+    if let Some(kind) = world["lock_error"].as_str() {
+        w.lock_error = Some(match kind {
+            "permission-denied" => GuestError::PermissionDenied("simulated".into()),
+            "io" => GuestError::Io("simulated".into()),
+            other => panic!("unknown lock error {other}"),
+        });
+    }
     // The held lock's record of its claimant: `<pid> <start token>`.
     if let Some(named) = world["lock_names"].as_u64() {
         let start = w.processes[&(named as u32)].start_time_ms;
@@ -92,6 +99,14 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
     }
 }
 
+fn kill_name(outcome: KillOutcome) -> &'static str {
+    match outcome {
+        KillOutcome::AlreadyGone => "already-gone",
+        KillOutcome::Terminated => "terminated",
+        KillOutcome::Killed => "killed",
+    }
+}
+
 fn error(e: pidman::Error) -> Value {
     json!({"error": e.kind()})
 }
@@ -106,13 +121,7 @@ fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Value {
         "kill" => {
             let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
             pids.kill_stale_process(pid.unwrap(), timeout)
-                .map_or_else(error, |outcome| {
-                    json!({"ok": match outcome {
-                        KillOutcome::AlreadyGone => "already-gone",
-                        KillOutcome::Terminated => "terminated",
-                        KillOutcome::Killed => "killed",
-                    }})
-                })
+                .map_or_else(error, |outcome| json!({"ok": kill_name(outcome)}))
         }
         "port" => pids
             .process_on_port(call["port"].as_u64().unwrap() as u16)
@@ -147,6 +156,25 @@ fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Value {
         "write" => pids
             .write_pid_file(pid)
             .map_or_else(error, |p| json!({"ok": p})),
+        "remove" => pids
+            .remove_pid_file(pid)
+            .map_or_else(error, |removed| json!({"ok": removed})),
+        "is-bengal" => pids
+            .is_bengal_process(pid.unwrap())
+            .map_or_else(error, |yes| json!({"ok": yes})),
+        "clear" => {
+            let port = call["port"].as_u64().map(|p| p as u16);
+            let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
+            match pids.preflight(port) {
+                Err(e) => error(e),
+                Ok(report) => match report.server {
+                    None => json!({"ok": "no-server"}),
+                    Some(server) => pids
+                        .clear_stale(&server, port, timeout)
+                        .map_or_else(error, |cleared| json!({"ok": kill_name(cleared.outcome)})),
+                },
+            }
+        }
         other => panic!("unknown op {other}"),
     }
 }
@@ -247,6 +275,21 @@ fn conformance_preflight() {
 #[test]
 fn conformance_acquire() {
     run_file("acquire.json");
+}
+
+#[test]
+fn conformance_remove() {
+    run_file("remove.json");
+}
+
+#[test]
+fn conformance_is_bengal() {
+    run_file("is_bengal.json");
+}
+
+#[test]
+fn conformance_clear() {
+    run_file("clear.json");
 }
 
 #[test]

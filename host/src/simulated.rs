@@ -99,6 +99,9 @@ pub struct World {
     pub locks_held_elsewhere: BTreeSet<PathBuf>,
     /// Owners of files, where they should not be the caller.
     pub file_owners: BTreeMap<PathBuf, u32>,
+    /// What every `try-lock` answers instead of a lock (a read-only
+    /// directory, say), when set.
+    pub lock_error: Option<Error>,
     locks: BTreeSet<PathBuf>,
 }
 
@@ -143,6 +146,7 @@ impl Simulated {
             signals: Vec::new(),
             locks_held_elsewhere: BTreeSet::new(),
             file_owners: BTreeMap::new(),
+            lock_error: None,
             locks: BTreeSet::new(),
         };
         Self {
@@ -322,6 +326,9 @@ impl Backend for Simulated {
 
     fn try_lock(&mut self, path: &Path, _wait_ms: u32) -> Result<Option<HeldLock>, Error> {
         let mut world = self.world();
+        if let Some(e) = &world.lock_error {
+            return Err(e.clone());
+        }
         if world.locks_held_elsewhere.contains(path) || !world.locks.insert(path.to_owned()) {
             return Ok(None);
         }

@@ -114,6 +114,7 @@ export class SimBackend {
   }
 
   tryLock(path) {
+    if (this.lockError) throw new GuestError(this.lockError, 'simulated');
     if (this.locksHeldElsewhere.has(path) || this.locks.has(path)) return undefined;
     this.locks.add(path);
     return path;

@@ -25,6 +25,7 @@ function arrange(sim, root, world) {
   }
   sim.socketList.push(...world.sockets);
   if (world.lock_held_elsewhere) sim.locksHeldElsewhere.add(`${pidFile}.lock`);
+  sim.lockError = world.lock_error ?? null;
   // The held lock's record of its claimant: `<pid> <start token>`.
   const named = world.lock_names;
   if (named !== undefined && named !== null) {
@@ -73,6 +74,23 @@ async function outcome(sim, root, call) {
       case 'write':
         value = await plugin.call(sim, root, 'writePidFile', pidFile, opt(call.pid));
         break;
+      case 'remove':
+        value = await plugin.call(sim, root, 'removePidFile', pidFile, opt(call.pid));
+        break;
+      case 'is-bengal':
+        value = await plugin.call(sim, root, 'isBengalProcess', call.pid);
+        break;
+      case 'clear': {
+        const report = await plugin.call(sim, root, 'preflight', pidFile, opt(call.port));
+        if (!report.server) {
+          value = 'no-server';
+        } else {
+          const ms = call.timeout_ms === undefined ? undefined : BigInt(call.timeout_ms);
+          const cleared = await plugin.call(sim, root, 'clearStale', pidFile, report.server, opt(call.port), ms);
+          value = cleared.outcome;
+        }
+        break;
+      }
       default:
         throw new Error(`unknown op ${call.op}`);
     }

@@ -123,6 +123,8 @@ class SimBackend:
                 "symlink": S.S_ISLNK(st.st_mode)}
 
     def try_lock(self, path: str, wait_ms: int) -> Optional[str]:
+        if getattr(self, "lock_error", None):
+            raise GuestError(self.lock_error, "simulated")
         if path in self.locks_held_elsewhere or path in self.locks:
             return None
         self.locks.add(path)

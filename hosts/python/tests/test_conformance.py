@@ -36,6 +36,7 @@ def arrange(sim, root, world):
     sim.sockets_.extend(world["sockets"])
     if world["lock_held_elsewhere"]:
         sim.locks_held_elsewhere.add(str(root / ".bengal.pid.lock"))
+    sim.lock_error = world.get("lock_error")
     # The held lock's record of its claimant: `<pid> <start token>`.
     named = world.get("lock_names")
     if named is not None:
@@ -77,6 +78,18 @@ def outcome(plugin, sim, root, call):
             value = {"held": claim.pid} if isinstance(claim, Record) else {"claimed": True}
         elif op == "write":
             value = plugin.call(sim, str(root), "write-pid-file", pid_file, call.get("pid"))
+        elif op == "remove":
+            value = plugin.call(sim, str(root), "remove-pid-file", pid_file, call.get("pid"))
+        elif op == "is-bengal":
+            value = plugin.call(sim, str(root), "is-bengal-process", call["pid"])
+        elif op == "clear":
+            report = plugin.call(sim, str(root), "preflight", pid_file, call.get("port"))
+            if report.server is None:
+                value = "no-server"
+            else:
+                cleared = plugin.call(sim, str(root), "clear-stale", pid_file, report.server,
+                                      call.get("port"), call.get("timeout_ms"))
+                value = cleared.outcome
         else:
             raise AssertionError(f"unknown op {op}")
     except GuestError as e:
