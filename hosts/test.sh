@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 cargo build -p pidman-guest --target wasm32-wasip2 --profile guest
 export PIDMAN_WASM=$PWD/target/wasm32-wasip2/guest/pidman_guest.wasm
+# The deliberately broken plugin, for each host's tests of its limits.
+cargo build --release --target wasm32-wasip2 --manifest-path tests/plugins/broken/Cargo.toml \
+  --target-dir target/broken-plugin
+export PIDMAN_BROKEN_WASM=$PWD/target/broken-plugin/wasm32-wasip2/release/pidman_broken_plugin.wasm
 
 python3 -m pip install -q --disable-pip-version-check "wasmtime==50.0.1" "pytest>=7" 2>&1 | grep -v -i "warning" || true
 (cd hosts/python && python3 -m pytest -q)

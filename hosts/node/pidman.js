@@ -3,6 +3,7 @@
 // exports. The plugin decides; this module only converts and forwards.
 
 import { readFile } from 'node:fs/promises';
+import vm from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -11,7 +12,18 @@ import * as clocks from '@bytecodealliance/preview2-shim/clocks';
 import * as filesystem from '@bytecodealliance/preview2-shim/filesystem';
 import * as io from '@bytecodealliance/preview2-shim/io';
 import * as random from '@bytecodealliance/preview2-shim/random';
-import { instantiate } from './gen/pidman.js';
+import { capMemory } from './memory.js';
+
+/** The most linear memory the plugin may use, as the Rust host's limit. */
+export const MEMORY_LIMIT_PAGES = (64 * 1024 * 1024) / 65536;
+
+/** The wall-clock budget of a call (plus the call's own timeout, for the
+ *  exports that take one), as the Rust host's default. V8 has no fuel: the
+ *  call runs under `vm`'s timeout, whose termination also stops wasm. */
+export const DEFAULT_BUDGET_MS = 10_000;
+
+/** The timeout argument (ms, a BigInt) of the exports that take one. */
+const TIMEOUT_ARG = { killStaleProcess: 1, clearStale: 3 };
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -93,26 +105,31 @@ function guestError(e) {
 /** One compiled plugin; each call instantiates it afresh on `backend`, with
  *  only `grantDir` preopened. */
 export class Plugin {
-  static async load() {
+  /** The plugin jco transpiled into `gen` (by default this package's). */
+  static async load({ gen = join(here, 'gen') } = {}) {
+    const { instantiate } = await import(join(gen, 'pidman.js'));
     const modules = new Map();
     const getCoreModule = async (path) => {
       if (!modules.has(path)) {
-        modules.set(path, await WebAssembly.compile(await readFile(join(here, 'gen', path))));
+        const bytes = capMemory(await readFile(join(gen, path)), MEMORY_LIMIT_PAGES);
+        modules.set(path, await WebAssembly.compile(bytes));
       }
       return modules.get(path);
     };
-    return new Plugin(getCoreModule);
+    return new Plugin(instantiate, getCoreModule);
   }
 
-  constructor(getCoreModule) {
+  constructor(instantiate, getCoreModule) {
+    this.instantiate = instantiate;
     this.getCoreModule = getCoreModule;
     this.log = [];
+    this.budgetMs = DEFAULT_BUDGET_MS;
   }
 
   async call(backend, grantDir, exportName, ...args) {
     filesystem._setPreopens({ [grantDir]: grantDir });
     this.log = [];
-    const root = await instantiate(this.getCoreModule, {
+    const root = await this.instantiate(this.getCoreModule, {
       ...capabilities(backend, this.log, grantDir),
       'wasi:cli/environment': cli.environment,
       'wasi:cli/exit': cli.exit,
@@ -135,9 +152,14 @@ export class Plugin {
       'wasi:random/insecure-seed': random.insecureSeed,
     });
     const manager = root.manager ?? root['bengal:pid-manager/manager@0.1.0'];
+    const own = TIMEOUT_ARG[exportName] === undefined ? undefined : args[TIMEOUT_ARG[exportName]];
+    const timeout = this.budgetMs + (own === undefined ? 0 : Number(own));
     try {
-      return manager[exportName](...args);
+      return vm.runInNewContext('run()', { run: () => manager[exportName](...args) }, { timeout });
     } catch (e) {
+      if (e && e.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+        throw new Error(`the plugin ran past its time budget of ${timeout} ms and was stopped`);
+      }
       throw guestError(e);
     }
   }

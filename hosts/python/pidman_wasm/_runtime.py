@@ -37,6 +37,15 @@ def record(**fields: Any) -> c.Record:
     return r
 
 
+def _trap_cause(text: str) -> str:
+    """One line for a trap: wasmtime's cause ("all fuel consumed ..."), not
+    the backtrace's heading."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Caused by:" in lines and lines.index("Caused by:") + 1 < len(lines):
+        return lines[lines.index("Caused by:") + 1]
+    return lines[-1] if lines else "the plugin trapped"
+
+
 def _answer(call: Callable[[], Any]) -> Any:
     """A backend's result as a WIT `result`: a GuestError becomes the
     `error` variant's case."""
@@ -160,5 +169,5 @@ class Plugin:
             result = func(store, *args)
             func.post_return(store)
         except wasmtime.WasmtimeError as e:
-            raise PluginTrap(str(e).splitlines()[0]) from e
+            raise PluginTrap(_trap_cause(str(e))) from e
         return _unwrap(result)

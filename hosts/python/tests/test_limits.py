@@ -1,0 +1,40 @@
+"""The host's limits in Python, proven with the deliberately broken plugin
+(tests/plugins/broken; hosts/test.sh builds it): an endless loop runs out of
+fuel, unbounded allocation stops at the memory limit, a path outside the
+grant is refused; each is an exception, and the host carries on."""
+
+import os
+
+import pytest
+
+from pidman_wasm import PluginTrap, Plugin
+from pidman_wasm.simulated import SimBackend
+
+
+@pytest.fixture(scope="module")
+def broken():
+    return Plugin(os.environ["PIDMAN_BROKEN_WASM"])
+
+
+def test_an_endless_loop_runs_out_of_fuel(broken, tmp_path):
+    with pytest.raises(PluginTrap, match="fuel"):
+        broken.call(SimBackend(), str(tmp_path), "check-stale-pid", str(tmp_path / ".bengal.pid"))
+
+
+def test_unbounded_allocation_stops_at_the_memory_limit(broken, tmp_path):
+    with pytest.raises(PluginTrap):
+        broken.call(SimBackend(), str(tmp_path), "is-bengal-process", 5)
+
+
+def test_the_host_carries_on(broken, tmp_path):
+    root = str(tmp_path)
+    assert broken.call(SimBackend(), root, "get-pid-file", root) == f"{root}/.bengal.pid"
+
+
+def test_files_outside_the_grant_are_denied(tmp_path):
+    plugin = Plugin(os.environ["PIDMAN_WASM"])
+    plugin.grant_dir = str(tmp_path)
+    for outside in ["/etc/passwd", f"{tmp_path}/../x", f"{tmp_path}", "relative"]:
+        with pytest.raises(Exception, match="outside the directory granted"):
+            plugin._granted(outside)
+    assert plugin._granted(f"{tmp_path}/.bengal.pid") == f"{tmp_path}/.bengal.pid"
