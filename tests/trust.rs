@@ -768,3 +768,64 @@ fn ctrl_d_at_the_prompt_is_no() {
     );
     assert!(server.running(), "end of input is no: {run:?}");
 }
+
+/// `pidman ARGS` on a pseudo-terminal (script(1)), with `input` typed after
+/// `delay`; none when script(1) is missing.
+fn on_a_terminal(env: &TestEnv, args: &str, input: &[u8], delay: Duration) -> Option<Run> {
+    if Command::new("script").arg("--version").output().is_err() {
+        skip("on a terminal", "no script(1) (util-linux)");
+        return None;
+    }
+    let command = format!("{PIDMAN} --root {} {args}", env.root().display());
+    let mut script = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env(
+            "PIDMAN_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1)");
+    std::thread::sleep(delay);
+    script.stdin.as_mut().unwrap().write_all(input).unwrap();
+    Some(finish_within(script, Duration::from_secs(30), &command))
+}
+
+#[test]
+fn run_hands_the_terminal_to_the_server() {
+    let env = TestEnv::new();
+    let Some(run) = on_a_terminal(
+        &env,
+        "run -- sh -c 'read line; echo got:$line'",
+        b"hello\n",
+        Duration::from_millis(700),
+    ) else {
+        return;
+    };
+    run.expect(0);
+    assert!(
+        run.stdout.contains("got:hello"),
+        "the server read the terminal: {run:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_reaches_the_server_once() {
+    let env = TestEnv::new();
+    let server = "python3 -c 'import signal, time\nn = []\nsignal.signal(signal.SIGINT, lambda *a: n.append(1))\nprint(\"ready\", flush=True)\ntime.sleep(1.5)\nprint(\"interrupts\", len(n), flush=True)'";
+    let Some(run) = on_a_terminal(
+        &env,
+        &format!("run -- {server}"),
+        b"\x03",
+        Duration::from_millis(800),
+    ) else {
+        return;
+    };
+    run.expect(0);
+    assert!(
+        run.stdout.contains("interrupts 1"),
+        "once, not twice: {run:?}"
+    );
+}

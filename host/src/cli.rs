@@ -676,20 +676,30 @@ fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result<Out
             json!({"pid_file": file, "started": false, "signal": signal.as_str(), "status": code}),
         ));
     }
-    let child = supervise::spawn(command).map_err(|e| {
-        Error::Io(anyhow::anyhow!(
-            "cannot start {}: {e}",
-            command[0].to_string_lossy()
-        ))
-    })?;
+    let foreground = supervise::in_terminal_foreground();
+    let child = match supervise::spawn(command, foreground) {
+        Ok(child) => child,
+        Err(e) => {
+            if foreground {
+                supervise::reclaim_terminal();
+            }
+            return Err(Error::Io(anyhow::anyhow!(
+                "cannot start {}: {e}",
+                command[0].to_string_lossy()
+            )));
+        }
+    };
     let child_pid = child.id();
     if let Err(e) = guard.set_pid(child_pid) {
         eprintln!(
             "pidman: warning: could not hand the claim to the server ({e}); the file names pidman"
         );
     }
-    let status = supervise::forward_until_exit(child)
-        .map_err(|e| Error::Io(anyhow::anyhow!("waiting for the server: {e}")))?;
+    let status = supervise::forward_until_exit(child);
+    if foreground {
+        supervise::reclaim_terminal();
+    }
+    let status = status.map_err(|e| Error::Io(anyhow::anyhow!("waiting for the server: {e}")))?;
     guard.release()?;
     let code = supervise::exit_code(status);
     let fields = json!({"pid_file": file, "pid": child_pid, "status": code, "started": true});

@@ -6,9 +6,13 @@
 //! signal that arrives before the server starts stops the wrapper instead
 //! (the server never starts). The server starts with an empty signal mask
 //! and default dispositions (never the wrapper's), in a process group of
-//! its own, and inherits no descriptor of the claim. Then a thread takes
-//! each signal with `sigwait` and forwards it once: SIGINT and SIGHUP to
-//! the server's process group (as a terminal would), SIGTERM to the server.
+//! its own, and inherits no descriptor of the claim. When the wrapper runs
+//! in the foreground of a terminal, the server's group gets the terminal
+//! (as a shell's job control does): it can read it, and a Ctrl-C reaches
+//! it once, from the terminal; the wrapper takes the terminal back when
+//! the server ends. A thread takes each signal sent to the wrapper with
+//! `sigwait` and forwards it once: SIGINT and SIGHUP to the server's
+//! process group, SIGTERM to the server.
 
 use std::ffi::OsString;
 use std::io;
@@ -27,9 +31,29 @@ pub fn forwarded() -> SigSet {
     set
 }
 
-/// Block the forwarded signals in this thread and every thread it starts.
+/// Block the forwarded signals in this thread and every thread it starts,
+/// and SIGTTOU (so that the wrapper can take the terminal back from the
+/// background).
 pub fn block_forwarded() -> io::Result<()> {
-    forwarded().thread_block().map_err(io::Error::from)
+    let mut set = forwarded();
+    set.add(Signal::SIGTTOU);
+    set.thread_block().map_err(io::Error::from)
+}
+
+/// Whether this process runs in the foreground of the terminal on its
+/// standard input (so the server should get that terminal).
+pub fn in_terminal_foreground() -> bool {
+    // SAFETY: plain calls on descriptor 0 and our own process group.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+/// Take the terminal back for this process's group (after the server ran
+/// in the foreground). SIGTTOU is blocked, so a background caller may.
+pub fn reclaim_terminal() {
+    // SAFETY: plain calls on descriptor 0 and our own process group.
+    unsafe {
+        libc::tcsetpgrp(0, libc::getpgrp());
+    }
 }
 
 /// A forwarded signal that arrived (and waits, blocked) since
@@ -49,8 +73,8 @@ pub fn pending() -> Option<Signal> {
 }
 
 /// Start `command` as the server: empty signal mask, default dispositions,
-/// its own process group.
-pub fn spawn(command: &[OsString]) -> io::Result<Child> {
+/// its own process group, which gets the terminal when `foreground`.
+pub fn spawn(command: &[OsString], foreground: bool) -> io::Result<Child> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
@@ -59,7 +83,15 @@ pub fn spawn(command: &[OsString]) -> io::Result<Child> {
     // SAFETY: only async-signal-safe calls (raw rt_sigaction, sigemptyset,
     // sigprocmask, setpgid) between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            // Its own group first, then (SIGTTOU still blocked, inherited)
+            // the terminal, before anything of the server runs.
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if foreground {
+                libc::tcsetpgrp(0, libc::getpid());
+            }
             // Every disposition back to the default: an ignored signal would
             // stay ignored across exec. The raw syscall, because glibc's
             // wrapper refuses its own real-time signals (32, 33), which a
@@ -81,9 +113,6 @@ pub fn spawn(command: &[OsString]) -> io::Result<Child> {
             let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigemptyset(empty.as_mut_ptr());
             if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
