@@ -5,6 +5,8 @@ module only converts values and forwards calls."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from typing import Any, Callable, Optional
 
 import wasmtime
@@ -14,6 +16,14 @@ PACKAGE = "bengal:pid-manager/{}@0.1.0"
 LOCK_TYPE = 1
 FUEL_PER_CALL = 1_000_000_000
 MEMORY_LIMIT = 64 << 20
+# The wall-clock budget of a call (plus the call's own timeout, for the
+# exports that take one), as the Rust host's default; guest code is
+# interrupted by an epoch deadline, blocking imports are clamped to what is
+# left. (A WASI sleep inside wasmtime cannot be clamped from Python.)
+DEFAULT_BUDGET_S = 10.0
+EPOCH_TICK_S = 0.01
+# The position of the timeout argument (ms) of the exports that take one.
+TIMEOUT_ARG = {"kill-stale-process": 1, "clear-stale": 3}
 
 
 class GuestError(Exception):
@@ -37,9 +47,20 @@ def record(**fields: Any) -> c.Record:
     return r
 
 
+def _start_ticker(engine: wasmtime.Engine) -> None:
+    """Advance `engine`'s epoch every EPOCH_TICK_S, for the process's life."""
+    def tick() -> None:
+        while True:
+            time.sleep(EPOCH_TICK_S)
+            engine.increment_epoch()
+    threading.Thread(target=tick, name="pidman-epoch", daemon=True).start()
+
+
 def _trap_cause(text: str) -> str:
     """One line for a trap: wasmtime's cause ("all fuel consumed ..."), not
     the backtrace's heading."""
+    if "interrupt" in text:
+        return "the plugin ran past its time budget and was stopped"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if "Caused by:" in lines and lines.index("Caused by:") + 1 < len(lines):
         return lines[lines.index("Caused by:") + 1]
@@ -74,11 +95,15 @@ class Plugin:
     def __init__(self, wasm_path: str):
         config = wasmtime.Config()
         config.consume_fuel = True
+        config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
         self.component = c.Component.from_file(self.engine, wasm_path)
         self.linker = c.Linker(self.engine)
         self.linker.add_wasip2()
         self.backend: Any = None
+        self.budget_s = DEFAULT_BUDGET_S
+        self._deadline = float("inf")
+        _start_ticker(self.engine)
         self.grant_dir = "/nonexistent"
         self._locks: dict[int, Any] = {}
         self._next_lock = 1
@@ -98,7 +123,7 @@ class Plugin:
             i.add_func("send", lambda s, target, sig: _answer(
                 lambda: b().send(target.pid, getattr(target, "start-token"), sig)))
             i.add_func("wait-exit", lambda s, target, ms: _answer(
-                lambda: b().wait_exit(target.pid, getattr(target, "start-token"), ms)))
+                lambda: b().wait_exit(target.pid, getattr(target, "start-token"), self._clamp(ms))))
         with root.add_instance(PACKAGE.format("ports")) as i:
             i.add_func("sockets", lambda s, port, listening: _answer(
                 lambda: [record(**sock) for sock in b().sockets(port, listening)]))
@@ -120,6 +145,11 @@ class Plugin:
         except GuestError:
             return None
 
+    def _clamp(self, ms: int) -> int:
+        """A wait of `ms`, clamped to what is left of the call's budget."""
+        left = max(0.0, self._deadline - time.monotonic())
+        return int(min(ms, left * 1000))
+
     def _granted(self, path: str) -> str:
         """`path` when it names an entry below the granted directory
         (absolute, no `.` or `..` steps); else the WIT `denied` error."""
@@ -135,7 +165,7 @@ class Plugin:
         # for any reason (outside the grant included) is reported as held by
         # someone the lock does not name, so the plugin changes nothing.
         try:
-            held = self.backend.try_lock(self._granted(path), wait_ms)
+            held = self.backend.try_lock(self._granted(path), self._clamp(wait_ms))
         except GuestError:
             return None
         if held is None:
@@ -162,6 +192,10 @@ class Plugin:
         wasi.preopen_dir(grant_dir, grant_dir)
         store.set_wasi(wasi)
         store.set_fuel(FUEL_PER_CALL)
+        own = args[TIMEOUT_ARG[export]] if export in TIMEOUT_ARG else None
+        budget = self.budget_s + (own or 0) / 1000
+        self._deadline = time.monotonic() + budget
+        store.set_epoch_deadline(max(1, int(budget / EPOCH_TICK_S)))
         try:
             instance = self.linker.instantiate(store, self.component)
             manager = instance.get_export_index(store, PACKAGE.format("manager"))

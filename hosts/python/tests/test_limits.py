@@ -21,6 +21,13 @@ def test_an_endless_loop_runs_out_of_fuel(broken, tmp_path):
         broken.call(SimBackend(), str(tmp_path), "check-stale-pid", str(tmp_path / ".bengal.pid"))
 
 
+def test_a_wait_for_exit_asked_for_forever_is_stopped_by_the_budget(tmp_path):
+    broken = Plugin(os.environ["PIDMAN_BROKEN_WASM"])
+    broken.budget_s = 0.3
+    with pytest.raises(PluginTrap, match="time budget"):
+        broken.call(SimBackend(), str(tmp_path), "remove-pid-file", str(tmp_path / ".bengal.pid"), None)
+
+
 def test_unbounded_allocation_stops_at_the_memory_limit(broken, tmp_path):
     with pytest.raises(PluginTrap):
         broken.call(SimBackend(), str(tmp_path), "is-bengal-process", 5)
