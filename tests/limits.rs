@@ -103,7 +103,11 @@ fn the_plugin_sees_only_the_pid_files_directory() {
 #[test]
 fn the_library_survives_a_trap_and_says_so_on_the_next_call() {
     let env = TestEnv::new();
-    let plugin = pidman::Plugin::from_file(std::path::Path::new(broken_plugin())).unwrap();
+    let plugin = pidman::Plugin::from_file_cached_in(
+        std::path::Path::new(broken_plugin()),
+        Some(&test_cache()),
+    )
+    .unwrap();
     let mut pids =
         pidman::PidManager::in_root(&plugin, env.root(), pidman::Native::default(), false).unwrap();
     let first = pids.check_stale_pid().unwrap_err();

@@ -145,10 +145,7 @@ pub fn preflight_on_a_terminal(answer: &str) -> Option<(Run, Proc)> {
     );
     let mut script = std::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
-        .env(
-            "PIDMAN_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache"),
-        )
+        .env("PIDMAN_CACHE_DIR", test_cache())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 fn plugin() -> &'static Plugin<Simulated> {
     static PLUGIN: OnceLock<Plugin<Simulated>> = OnceLock::new();
-    PLUGIN.get_or_init(|| Plugin::embedded().expect("the embedded plugin loads"))
+    PLUGIN.get_or_init(crate::support::embedded)
 }
 
 /// Lay out a scenario's world: the simulated processes and sockets, and the

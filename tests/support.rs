@@ -16,6 +16,16 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The precompiled-plugin cache of the tests (never the user's own).
+pub fn test_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache")
+}
+
+/// The embedded plugin, cached in [`test_cache`].
+pub fn embedded<B: pidman::Backend>() -> pidman::Plugin<B> {
+    pidman::Plugin::embedded_cached_in(Some(&test_cache())).expect("the embedded plugin loads")
+}
+
 /// A temporary project root and a way to run pidman in it.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
@@ -49,10 +59,7 @@ impl TestEnv {
         let mut cmd = Command::new(PIDMAN);
         cmd.args(args)
             .current_dir(self.root())
-            .env(
-                "PIDMAN_CACHE_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache"),
-            )
+            .env("PIDMAN_CACHE_DIR", test_cache())
             .stdin(Stdio::null());
         cmd
     }

@@ -351,7 +351,7 @@ fn a_reader_never_sees_a_partial_or_empty_file() {
             reads
         })
     };
-    let plugin = pidman::Plugin::embedded().unwrap();
+    let plugin = embedded();
     let mut pids =
         pidman::PidManager::for_pid_file(&plugin, &pid_file, pidman::Native::default(), false)
             .unwrap();
@@ -501,7 +501,7 @@ fn a_pid_reused_on_the_real_host_is_never_signalled() {
         );
     }
     let env = TestEnv::new();
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache");
+    let cache = test_cache();
     let script = r#"
         $FIXTURE serve > /dev/null &
         A=$!
@@ -779,10 +779,7 @@ fn on_a_terminal(env: &TestEnv, args: &str, input: &[u8], delay: Duration) -> Op
     let command = format!("{PIDMAN} --root {} {args}", env.root().display());
     let mut script = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
-        .env(
-            "PIDMAN_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("pidman-cache"),
-        )
+        .env("PIDMAN_CACHE_DIR", test_cache())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

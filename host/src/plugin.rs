@@ -54,25 +54,36 @@ pub struct Plugin<B: Backend = Native> {
 }
 
 impl<B: Backend> Plugin<B> {
-    /// The plugin embedded in this binary.
+    /// The plugin embedded in this binary, through the default cache
+    /// (`$PIDMAN_CACHE_DIR`, else `~/.cache/pidman`).
     pub fn embedded() -> Result<Self> {
+        Self::embedded_cached_in(cache::default_dir().as_deref())
+    }
+
+    /// The embedded plugin, cached in `cache` (none: compiled in memory).
+    pub fn embedded_cached_in(cache: Option<&Path>) -> Result<Self> {
         let hash = u64::from_str_radix(EMBEDDED_GUEST_HASH, 16)?;
-        Self::load(EMBEDDED_GUEST, hash)
+        Self::load(EMBEDDED_GUEST, hash, cache)
     }
 
     /// Another build of the plugin, from a `.wasm` component file: a
     /// regular file of at most [`MAX_PLUGIN_BYTES`] (a FIFO, device or
     /// directory is refused without blocking).
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_cached_in(path, cache::default_dir().as_deref())
+    }
+
+    /// [`Plugin::from_file`], cached in `cache` (none: compiled in memory).
+    pub fn from_file_cached_in(path: &Path, cache: Option<&Path>) -> Result<Self> {
         let bytes = read_plugin_file(path)
             .with_context(|| format!("cannot read the plugin {}", path.display()))?;
-        Self::from_bytes(&bytes)
+        Self::load(&bytes, component_hash(&bytes), cache)
             .with_context(|| format!("cannot load the plugin {}", path.display()))
     }
 
-    /// A plugin from component bytes, through the precompiled cache.
+    /// A plugin from component bytes, through the default cache.
     pub fn from_bytes(wasm: &[u8]) -> Result<Self> {
-        Self::load(wasm, component_hash(wasm))
+        Self::load(wasm, component_hash(wasm), cache::default_dir().as_deref())
     }
 
     /// For a short-lived process (the CLI): a call whose host side blocks
@@ -83,7 +94,7 @@ impl<B: Backend> Plugin<B> {
         self
     }
 
-    fn load(wasm: &[u8], wasm_hash: u64) -> Result<Self> {
+    fn load(wasm: &[u8], wasm_hash: u64, cache: Option<&Path>) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(true);
         config.epoch_interruption(true);
@@ -91,7 +102,7 @@ impl<B: Backend> Plugin<B> {
         config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         start_epoch_ticker(&engine);
-        let component = load_component(&engine, wasm, wasm_hash)?;
+        let component = load_component(&engine, wasm, wasm_hash, cache)?;
         let mut linker = Linker::<PluginState<B>>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         crate::wasi_budget::shadow_clock(&mut linker)?;
@@ -279,9 +290,13 @@ fn explain_trap(e: wasmtime::Error) -> anyhow::Error {
 /// [`cache`] for what makes an entry trusted). The key is the component's
 /// hash and the engine's compatibility hash (wasmtime version and
 /// features); an untrusted, corrupt or incompatible entry is recompiled.
-fn load_component(engine: &Engine, wasm: &[u8], wasm_hash: u64) -> Result<Component> {
-    let dir = cache::default_dir();
-    let Some(dir) = dir.as_deref().and_then(|d| cache::trusted_dir(d).ok()) else {
+fn load_component(
+    engine: &Engine,
+    wasm: &[u8],
+    wasm_hash: u64,
+    cache: Option<&Path>,
+) -> Result<Component> {
+    let Some(dir) = cache.and_then(|d| cache::trusted_dir(d).ok()) else {
         return Component::new(engine, wasm).map_err(anyhow::Error::from);
     };
     let path = dir.join(format!("{:016x}.cwasm", cache_key(engine, wasm_hash)));
