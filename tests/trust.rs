@@ -173,8 +173,13 @@ fn a_signal_before_the_server_starts_stops_run_and_the_server_never_starts() {
 fn run_never_lends_the_lock_to_the_servers_children() {
     let env = TestEnv::new();
     let gc = env.root().join("grandchild");
-    let script = format!("sleep 30 & echo $! > {}", gc.display());
-    env.run(&["run", "--", "sh", "-c", &script]).expect(0);
+    // A server that leaves a child behind with every descriptor it has (a
+    // file watcher, a build service): dash would close its high ones.
+    let script = format!(
+        "import subprocess\np = subprocess.Popen(['sleep', '30'], close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\nopen('{}', 'w').write(str(p.pid))",
+        gc.display()
+    );
+    env.run(&["run", "--", "python3", "-c", &script]).expect(0);
     let grandchild: i32 = std::fs::read_to_string(&gc)
         .unwrap()
         .trim()
