@@ -121,23 +121,15 @@ fn the_library_survives_a_trap_and_says_so_on_the_next_call() {
 fn stopped_within_budget(env: &TestEnv, args: &[&str]) -> Run {
     let mut full = vec!["--plugin", broken_plugin()];
     full.extend_from_slice(args);
-    let mut child = env
+    let child = env
         .command(&full)
         .env("PIDMAN_CALL_BUDGET_MS", "500")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pidman {args:?} was not stopped");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let run = Run::from(child.wait_with_output().unwrap());
+    let what = format!("pidman {args:?}");
+    let run = finish_within(child, std::time::Duration::from_secs(30), &what);
     run.expect(2);
     assert_eq!(
         run.stderr.trim().lines().count(),

@@ -212,3 +212,17 @@ pub fn free_port() -> u16 {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Wait for `child` at most `limit`; kill it (by PID) and fail if it hangs.
+pub fn finish_within(mut child: Child, limit: Duration, what: &str) -> Run {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung for {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Run::from(child.wait_with_output().unwrap())
+}

@@ -17,20 +17,6 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stdout(), "SKIP {test}: {why}");
 }
 
-/// Wait for `child` at most `limit`; kill it (by PID) and fail if it hangs.
-fn finish_within(mut child: Child, limit: Duration, what: &str) -> Run {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} hung for {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Run::from(child.wait_with_output().unwrap())
-}
-
 fn mkfifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
 }

@@ -6,13 +6,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use crate::bengal::pid_manager::files::FileOwner;
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::ports::{TcpSocket, TcpState};
-use crate::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
-use crate::bengal::pid_manager::signals::Signal;
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::host::{FileKind, FileRead, FileStat, Host};
+use crate::wit::bengal::pid_manager::files::FileOwner;
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::ports::{TcpSocket, TcpState};
+use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::signals::Signal;
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 pub const OWN_PID: Pid = 4000;
 pub const PARENT_PID: Pid = 3999;
@@ -56,6 +56,21 @@ pub struct FakeFile {
     pub dir: bool,
     /// A FIFO, socket or device node.
     pub special: bool,
+}
+
+impl FakeFile {
+    /// A regular file of the caller's, mode 0644.
+    pub fn regular(bytes: &[u8], modified_ms: u64) -> Self {
+        Self {
+            bytes: bytes.to_vec(),
+            modified_ms,
+            uid: UID,
+            mode: 0o644,
+            symlink: false,
+            dir: false,
+            special: false,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -145,18 +160,7 @@ impl Fake {
     /// A PID file written (by us) 30 s ago.
     pub fn write(&self, path: &str, bytes: &[u8]) {
         let now = self.0.borrow().now;
-        self.put(
-            path,
-            FakeFile {
-                bytes: bytes.to_vec(),
-                modified_ms: now - 30_000,
-                uid: UID,
-                mode: 0o644,
-                symlink: false,
-                dir: false,
-                special: false,
-            },
-        );
+        self.put(path, FakeFile::regular(bytes, now - 30_000));
     }
 
     pub fn put(&self, path: &str, file: FakeFile) {
@@ -410,18 +414,9 @@ impl Host for Fake {
             return Err(Error::PermissionDenied(format!("{path}: read-only")));
         }
         let now = state.now;
-        state.files.insert(
-            path.to_owned(),
-            FakeFile {
-                bytes: contents.to_vec(),
-                modified_ms: now,
-                uid: UID,
-                mode: 0o644,
-                symlink: false,
-                dir: false,
-                special: false,
-            },
-        );
+        state
+            .files
+            .insert(path.to_owned(), FakeFile::regular(contents, now));
         Ok(())
     }
 
@@ -431,15 +426,10 @@ impl Host for Fake {
             return Err(Error::PermissionDenied(format!("{path}: read-only")));
         }
         let now = state.now;
-        let file = state.files.entry(path.to_owned()).or_insert(FakeFile {
-            bytes: Vec::new(),
-            modified_ms: now,
-            uid: UID,
-            mode: 0o644,
-            symlink: false,
-            dir: false,
-            special: false,
-        });
+        let file = state
+            .files
+            .entry(path.to_owned())
+            .or_insert_with(|| FakeFile::regular(b"", now));
         assert!(
             !file.symlink && !file.dir && !file.special,
             "wrote through {path}"

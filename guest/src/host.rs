@@ -5,12 +5,12 @@
 //! in-memory fake. The types are the WIT's own, so nothing is converted
 //! twice.
 
-use crate::bengal::pid_manager::files::FileOwner;
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::ports::TcpSocket;
-use crate::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
-use crate::bengal::pid_manager::signals::Signal;
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::wit::bengal::pid_manager::files::FileOwner;
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::ports::TcpSocket;
+use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::signals::Signal;
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// A file's first bytes and its modification time.
 #[derive(Debug, Clone)]
@@ -33,6 +33,21 @@ pub enum FileKind {
     /// A FIFO, socket or device node: opening one may block or have side
     /// effects, so pidman never does.
     Special,
+}
+
+impl FileKind {
+    /// The kind of a file type as `std::fs` reports it.
+    pub fn of(file_type: &std::fs::FileType) -> Self {
+        if file_type.is_file() {
+            FileKind::Regular
+        } else if file_type.is_dir() {
+            FileKind::Directory
+        } else if file_type.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Special
+        }
+    }
 }
 
 /// What `lstat` says of a path.

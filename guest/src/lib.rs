@@ -11,14 +11,36 @@
 //! - [`policy`]: the rules, which see nothing but the trait;
 //! - this file: the bindings and the export, which only forward.
 
-wit_bindgen::generate!({
-    path: "../wit",
-    world: "plugin",
-    // For the unit tests' assertions; `claim` holds a resource, which has no
-    // equality.
-    additional_derives: [PartialEq, Eq],
-    additional_derives_ignore: ["claim"],
-});
+#![deny(missing_docs)]
+
+/// The generated bindings, private as Zed keeps its extension API's: the
+/// policy speaks [`types`].
+#[allow(missing_docs)]
+mod wit {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        // For the unit tests' assertions; `claim` holds a resource, which
+        // has no equality.
+        additional_derives: [PartialEq, Eq],
+        additional_derives_ignore: ["claim"],
+    });
+}
+
+/// The WIT types the policy speaks, generated from `wit/` (their docs are
+/// the WIT's).
+pub mod types {
+    pub use crate::wit::bengal::pid_manager::files::{FileOwner, Lock};
+    pub use crate::wit::bengal::pid_manager::log::Level;
+    pub use crate::wit::bengal::pid_manager::ports::{TcpSocket, TcpState};
+    pub use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+    pub use crate::wit::bengal::pid_manager::signals::Signal;
+    pub use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+    pub use crate::wit::exports::bengal::pid_manager::manager::{
+        Claim, ClearReport, Holder, KillOutcome, PortOwner, PortStatus, PreflightReport,
+        ProcessSummary, StaleServer, Verdict,
+    };
+}
 
 pub mod host;
 pub mod policy;
@@ -31,12 +53,12 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-use crate::bengal::pid_manager::files::Lock;
-use crate::bengal::pid_manager::types::{Error, Pid};
-use crate::exports::bengal::pid_manager::manager::{
+use crate::wasi_host::WasiHost;
+use crate::wit::bengal::pid_manager::files::Lock;
+use crate::wit::bengal::pid_manager::types::{Error, Pid};
+use crate::wit::exports::bengal::pid_manager::manager::{
     Claim, ClearReport, Guest, KillOutcome, PortOwner, PreflightReport, StaleServer,
 };
-use crate::wasi_host::WasiHost;
 
 /// The exported component: each function forwards to its policy module.
 struct Plugin;
@@ -104,4 +126,4 @@ impl Guest for Plugin {
 // Natively (unit tests) the imports are `unreachable!()` and there is no
 // component to export.
 #[cfg(target_arch = "wasm32")]
-export!(Plugin);
+wit::export!(Plugin with_types_in wit);

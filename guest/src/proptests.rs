@@ -6,10 +6,10 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::bengal::pid_manager::types::Error;
 use crate::fake::{Fake, OWN_PID, PARENT_PID};
 use crate::policy::pidfile::{self, PID_MAX};
 use crate::policy::stale::check_stale_pid;
+use crate::wit::bengal::pid_manager::types::Error;
 
 const PID_FILE: &str = "/srv/site/.bengal.pid";
 const SERVER: u32 = 4242;

@@ -1,11 +1,6 @@
 //! The policy against the fake host: one test (or more) per row of SPEC.md's
 //! API table, and the safety rules of the wrong-process matrix.
 
-use crate::bengal::pid_manager::ports::TcpState;
-use crate::bengal::pid_manager::process_table::ProcessState;
-use crate::bengal::pid_manager::signals::Signal;
-use crate::bengal::pid_manager::types::Error;
-use crate::exports::bengal::pid_manager::manager::{KillOutcome, PortOwner, PortStatus, Verdict};
 use crate::fake::{Fake, FakeFile, OWN_PID, OnTerm, PARENT_PID, T0, UID};
 use crate::policy::claim::{Acquired, acquire, hand_over, release};
 use crate::policy::identity::is_bengal_process;
@@ -14,6 +9,13 @@ use crate::policy::port::process_on_port;
 use crate::policy::preflight::{clear_stale, preflight};
 use crate::policy::stale::check_stale_pid;
 use crate::policy::write::{remove_pid_file, write_pid_file};
+use crate::wit::bengal::pid_manager::ports::TcpState;
+use crate::wit::bengal::pid_manager::process_table::ProcessState;
+use crate::wit::bengal::pid_manager::signals::Signal;
+use crate::wit::bengal::pid_manager::types::Error;
+use crate::wit::exports::bengal::pid_manager::manager::{
+    KillOutcome, PortOwner, PortStatus, Verdict,
+};
 
 const PID_FILE: &str = "/srv/site/.bengal.pid";
 const LOCK: &str = "/srv/site/.bengal.pid.lock";

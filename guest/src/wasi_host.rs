@@ -6,13 +6,13 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::bengal::pid_manager::files::{self, FileOwner, Lock};
-use crate::bengal::pid_manager::log::{self, Level};
-use crate::bengal::pid_manager::ports::{self, TcpSocket};
-use crate::bengal::pid_manager::process_table::{self, ProcessInfo, ProcessState};
-use crate::bengal::pid_manager::signals::{self, Signal};
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::host::{FileKind, FileRead, FileStat, Host};
+use crate::wit::bengal::pid_manager::files::{self, FileOwner, Lock};
+use crate::wit::bengal::pid_manager::log::{self, Level};
+use crate::wit::bengal::pid_manager::ports::{self, TcpSocket};
+use crate::wit::bengal::pid_manager::process_table::{self, ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::signals::{self, Signal};
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// The real capabilities of a running component.
 pub struct WasiHost;
@@ -66,18 +66,8 @@ impl Host for WasiHost {
 
     fn file_stat(&self, path: &str) -> Result<FileStat, Error> {
         let meta = fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
-        let kind = meta.file_type();
-        let kind = if kind.is_file() {
-            FileKind::Regular
-        } else if kind.is_dir() {
-            FileKind::Directory
-        } else if kind.is_symlink() {
-            FileKind::Symlink
-        } else {
-            FileKind::Special
-        };
         Ok(FileStat {
-            kind,
+            kind: FileKind::of(&meta.file_type()),
             size: meta.len(),
         })
     }

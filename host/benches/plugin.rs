@@ -13,13 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use nix::fcntl::{Flock, FlockArg};
-use pidman_guest::bengal::pid_manager::files::FileOwner;
-use pidman_guest::bengal::pid_manager::log::Level;
-use pidman_guest::bengal::pid_manager::ports::TcpSocket;
-use pidman_guest::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
-use pidman_guest::bengal::pid_manager::signals::Signal;
-use pidman_guest::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use pidman_guest::host::{FileKind, FileRead, FileStat, Host};
+use pidman_guest::types::FileOwner;
+use pidman_guest::types::Level;
+use pidman_guest::types::Signal;
+use pidman_guest::types::TcpSocket;
+use pidman_guest::types::{Error, Pid, ProcessIdentity};
+use pidman_guest::types::{ProcessInfo, ProcessState};
 
 fn main() {
     divan::main();
@@ -230,18 +230,8 @@ impl Host for NativeHost {
     }
     fn file_stat(&self, path: &str) -> Result<FileStat, Error> {
         let meta = std::fs::symlink_metadata(path).map_err(io)?;
-        let t = meta.file_type();
-        let kind = if t.is_file() {
-            FileKind::Regular
-        } else if t.is_dir() {
-            FileKind::Directory
-        } else if t.is_symlink() {
-            FileKind::Symlink
-        } else {
-            FileKind::Special
-        };
         Ok(FileStat {
-            kind,
+            kind: FileKind::of(&meta.file_type()),
             size: meta.len(),
         })
     }

@@ -1,11 +1,11 @@
 //! What a host does for the plugin, as one trait: [`Native`] does it on the
-//! real operating system, [`crate::simulated::Simulated`] on an in-memory
+//! real operating system, `simulated::Simulated` on an in-memory
 //! process table with a virtual clock. The store is generic over it, so the
 //! same linker and the same guest run on either, with no `cfg` switch.
 //!
 //! The filesystem is not here: it is WASI, preopened on the PID file's
 //! directory, for every backend. Every request reaches a backend through
-//! the gate ([`crate::gate`], applied in `host_impl.rs`): paths have passed
+//! the gate (`gate.rs`, applied in `host_impl.rs`): paths have passed
 //! the grant, signals the floor, waits the budget. Backends only act.
 
 use std::path::Path;

@@ -33,6 +33,7 @@ mod bindings;
 mod cache;
 mod capabilities;
 pub mod cli;
+mod error;
 mod gate;
 mod host_impl;
 mod paths;
@@ -43,7 +44,6 @@ mod supervise;
 mod wasi_budget;
 mod watchdog;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,70 +59,9 @@ pub use crate::bindings::exports::bengal::pid_manager::manager::{
 };
 /// The Linux `/proc` readers behind the process table (for benchmarks).
 pub use crate::capabilities::procfs;
-pub use crate::plugin::{DEFAULT_BUDGET, Plugin};
+pub use crate::error::Error;
+pub use crate::plugin::{DEFAULT_BUDGET, MAX_PLUGIN_BYTES, Plugin};
 use crate::plugin::{Exports, Session};
-
-/// What can go wrong in a [`PidManager`] call.
-#[derive(Debug)]
-pub enum Error {
-    /// The plugin answered with an error: it refused, or the operating
-    /// system did. The operation had no effect beyond what the error says.
-    Guest(GuestError),
-    /// The plugin could not be loaded or run to the end (it trapped, ran out
-    /// of fuel, memory or time). The host is unharmed.
-    Plugin(anyhow::Error),
-    /// The host could not do its own part: a project root or PID file path
-    /// it cannot use, a command it cannot start, output it cannot write.
-    Io(anyhow::Error),
-}
-
-impl Error {
-    /// A short name for the error's kind (`permission-denied`, `plugin`, ...).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::Plugin(_) => "plugin",
-            Error::Io(_) => "io",
-            Error::Guest(e) => match e {
-                GuestError::NotFound => "not-found",
-                GuestError::PermissionDenied(_) => "permission-denied",
-                GuestError::Denied(_) => "denied",
-                GuestError::Invalid(_) => "invalid",
-                GuestError::Changed => "changed",
-                GuestError::Survived(_) => "survived",
-                GuestError::Untrusted(_) => "untrusted",
-                GuestError::Unsupported(_) => "unsupported",
-                GuestError::Io(_) => "io",
-            },
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Plugin(e) | Error::Io(e) => write!(f, "{e:#}"),
-            Error::Guest(e) => match e {
-                GuestError::NotFound => f.write_str("not found"),
-                GuestError::Changed => f.write_str("the PID now belongs to another process"),
-                GuestError::PermissionDenied(m)
-                | GuestError::Denied(m)
-                | GuestError::Invalid(m)
-                | GuestError::Survived(m)
-                | GuestError::Untrusted(m)
-                | GuestError::Unsupported(m)
-                | GuestError::Io(m) => f.write_str(m),
-            },
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<anyhow::Error> for Error {
-    fn from(e: anyhow::Error) -> Self {
-        Error::Plugin(e)
-    }
-}
 
 /// A timeout as the WIT's milliseconds (saturating).
 fn millis(timeout: Duration) -> u64 {

@@ -2,15 +2,15 @@
 //! lock, which then names its claimant; handed to the server a wrapper
 //! started; released with the file.
 
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::process_table::ProcessState;
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::exports::bengal::pid_manager::manager::Holder;
 use crate::host::Host;
 use crate::policy::lock::{self, LockState};
 use crate::policy::pidfile;
 use crate::policy::stale::{self, Verdict};
 use crate::policy::write;
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::process_table::ProcessState;
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::wit::exports::bengal::pid_manager::manager::Holder;
 
 /// The outcome of [`acquire`].
 pub enum Acquired<L> {

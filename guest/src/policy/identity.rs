@@ -1,8 +1,8 @@
 //! Who a process is: the Bengal argv rule and the PID-reuse rule.
 
-use crate::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
-use crate::bengal::pid_manager::types::Pid;
 use crate::host::Host;
+use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::types::Pid;
 
 /// The program names (lower-cased basenames) that start Bengal.
 const BENGAL_PROGRAMS: [&str; 3] = ["bengal", "bengal.cli", "bengal.__main__"];

@@ -1,12 +1,12 @@
 //! Stopping a process: which PIDs may never be signalled, and the
 //! SIGTERM / wait / SIGKILL schedule.
 
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::process_table::ProcessState;
-use crate::bengal::pid_manager::signals::Signal;
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::exports::bengal::pid_manager::manager::KillOutcome;
 use crate::host::Host;
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::process_table::ProcessState;
+use crate::wit::bengal::pid_manager::signals::Signal;
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::wit::exports::bengal::pid_manager::manager::KillOutcome;
 
 /// How long a server gets to exit after SIGTERM (Bengal's default).
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;

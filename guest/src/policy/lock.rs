@@ -3,11 +3,11 @@
 //! in it (`<pid> <start-token>`), so that "held elsewhere" means a live,
 //! named claimant and never just another pidman that is busy for a moment.
 
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::process_table::ProcessState;
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::host::Host;
 use crate::policy::pidfile;
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::process_table::ProcessState;
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// How long `check-stale-pid` waits for a change in progress to finish
 /// before it decides without the lock (and so removes nothing).

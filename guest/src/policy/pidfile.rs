@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::bengal::pid_manager::types::{Error, Pid};
 use crate::host::{FileKind, FileStat};
+use crate::wit::bengal::pid_manager::types::{Error, Pid};
 
 /// Bengal's PID file name, in the project root.
 pub const FILE_NAME: &str = ".bengal.pid";

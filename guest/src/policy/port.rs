@@ -1,10 +1,10 @@
 //! Who holds a TCP port: listeners first, any other socket only when
 //! nothing listens.
 
-use crate::bengal::pid_manager::ports::TcpSocket;
-use crate::bengal::pid_manager::types::Error;
-use crate::exports::bengal::pid_manager::manager::PortOwner;
 use crate::host::Host;
+use crate::wit::bengal::pid_manager::ports::TcpSocket;
+use crate::wit::bengal::pid_manager::types::Error;
+use crate::wit::exports::bengal::pid_manager::manager::PortOwner;
 
 /// `get-process-on-port`.
 pub fn process_on_port(host: &impl Host, port: u16) -> Result<PortOwner, Error> {

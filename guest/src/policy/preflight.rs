@@ -1,14 +1,14 @@
 //! The dev-server start check: is a stale server in the way, and who holds
 //! the port.
 
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::exports::bengal::pid_manager::manager::{
-    ClearReport, PortOwner, PortStatus, PreflightReport, ProcessSummary, StaleServer, Verdict,
-};
 use crate::host::Host;
 use crate::policy::identity::{command_line, is_bengal_argv};
 use crate::policy::{kill, port, stale, write};
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::wit::exports::bengal::pid_manager::manager::{
+    ClearReport, PortOwner, PortStatus, PreflightReport, ProcessSummary, StaleServer, Verdict,
+};
 
 /// A live process described for the report; none when it vanished.
 fn describe(host: &impl Host, pid: Pid) -> Option<(ProcessIdentity, String, Vec<String>)> {

@@ -2,14 +2,14 @@
 //! module judges; it changes nothing itself (removals are
 //! [`crate::policy::write`]'s, under the lock).
 
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::process_table::ProcessState;
-use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::host::{FileRead, Host};
 use crate::policy::identity::{command_line, is_bengal_argv, started_after_file};
 use crate::policy::lock::{self, LockState, is_caller};
 use crate::policy::pidfile::{self, Garbage};
 use crate::policy::write;
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::process_table::ProcessState;
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// An empty file may be a writer between create and write on a filesystem
 /// without atomic rename: read it again this many times...

@@ -2,13 +2,13 @@
 //! removal, the removal of a file judged stale, and the sweep of dead
 //! writers' temporary files. Each happens under the lock `<pid-file>.lock`.
 
-use crate::bengal::pid_manager::log::Level;
-use crate::bengal::pid_manager::process_table::ProcessState;
-use crate::bengal::pid_manager::types::{Error, Pid};
 use crate::host::Host;
 use crate::policy::lock;
 use crate::policy::pidfile;
 use crate::policy::stale::{self, Verdict};
+use crate::wit::bengal::pid_manager::log::Level;
+use crate::wit::bengal::pid_manager::process_table::ProcessState;
+use crate::wit::bengal::pid_manager::types::{Error, Pid};
 
 /// How many fresh temporary names a writer tries before it gives up.
 const TEMP_NAME_TRIES: u32 = 4;

@@ -1,5 +1,5 @@
 //! `files`: what plain WASI cannot say, for paths inside the one directory
-//! the plugin was granted ([`crate::gate::Grant`], checked before these
+//! the plugin was granted (the gate's grant (`gate.rs`), checked before these
 //! run): ownership (`lstat`) and exclusive advisory locks (`flock` on a
 //! lock file opened with `O_NOFOLLOW | O_CLOEXEC`, so that no child
 //! process inherits it).

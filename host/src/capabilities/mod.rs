@@ -1,7 +1,7 @@
 //! The operating-system side of each WIT capability interface, one module
 //! each: the only code that touches the OS for the plugin, put together by
-//! [`crate::backend::Native`]. Each does what it is asked and decides
-//! nothing; the host's own rules are the gate's ([`crate::gate`]).
+//! `backend::Native`. Each does what it is asked and decides
+//! nothing; the host's own rules are the gate's (`gate.rs`).
 
 pub mod files;
 pub mod log;

@@ -208,6 +208,27 @@ mod sock_diag {
     }
 
     fn dump(family: u8, states: u32, port: u16, found: &mut Vec<TcpSocket>) -> io::Result<()> {
+        let fd = request_dump(family, states)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: `buf` is valid for writes of its length.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if read_messages(&buf[..n as usize], port, found)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A sock_diag socket on which the kernel dumps the TCP sockets of
+    /// `family` in `states`.
+    fn request_dump(family: u8, states: u32) -> io::Result<OwnedFd> {
         // SAFETY: plain socket(2); a non-negative result is ours to own.
         let raw = unsafe {
             libc::socket(
@@ -221,7 +242,6 @@ mod sock_diag {
         }
         // SAFETY: `raw` is a fresh descriptor.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
         let mut request = [0u8; REQUEST_LEN];
         request[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
         request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -248,45 +268,38 @@ mod sock_diag {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(fd)
+    }
 
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            // SAFETY: `buf` is valid for writes of its length.
-            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+    /// The netlink messages in one datagram: sockets on `port` into
+    /// `found`; true once the dump is done.
+    fn read_messages(buf: &[u8], port: u16, found: &mut Vec<TcpSocket>) -> io::Result<bool> {
+        let mut at = 0;
+        while at + 16 <= buf.len() {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap());
+            if len < 16 || at + len > buf.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "short netlink message",
+                ));
             }
-            let mut at = 0;
-            let n = n as usize;
-            while at + 16 <= n {
-                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap());
-                if len < 16 || at + len > n {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "short netlink message",
-                    ));
+            match kind {
+                NLMSG_DONE => return Ok(true),
+                NLMSG_ERROR => {
+                    let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
+                    return Err(io::Error::from_raw_os_error(-code));
                 }
-                match kind {
-                    NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => {
-                        let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
-                        return Err(io::Error::from_raw_os_error(-code));
+                _ if len >= 16 + MSG_LEN => {
+                    if let Some(socket) = parse(&buf[at + 16..at + 16 + MSG_LEN], port) {
+                        found.push(socket);
                     }
-                    _ if len >= 16 + MSG_LEN => {
-                        if let Some(socket) = parse(&buf[at + 16..at + 16 + MSG_LEN], port) {
-                            found.push(socket);
-                        }
-                    }
-                    _ => {}
                 }
-                at += (len + 3) & !3;
+                _ => {}
             }
+            at += (len + 3) & !3;
         }
+        Ok(false)
     }
 
     /// One `inet_diag_msg`, if its local port is `port`.

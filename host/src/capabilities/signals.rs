@@ -5,7 +5,7 @@
 //! process. Where pidfds are missing: `kill(2)` after the same check, and
 //! `/proc` polling with a short backoff.
 //!
-//! Which PIDs may never be signalled is the gate's rule ([`crate::gate`]),
+//! Which PIDs may never be signalled is the gate's rule (`gate.rs`),
 //! applied before a request gets here.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
