@@ -67,29 +67,44 @@ pub fn trusted_dir(dir: &Path) -> Result<&Path, String> {
     }
 }
 
-/// The compiled bytes of the entry at `path`, if it is there, trusted and
-/// intact.
-pub fn read(path: &Path) -> Option<Vec<u8>> {
-    let file = OpenOptions::new()
+/// Whether the entry at `path` is there, trusted and intact: checked by
+/// streaming it through a small buffer, so that the caller can map the file
+/// itself (a copy of the whole entry costs a page fault per page).
+pub fn verify(path: &Path) -> bool {
+    let Ok(mut file) = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
+    else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
     if !meta.is_file() || meta.len() > MAX_ENTRY_BYTES || untrusted(&meta).is_some() {
-        return None;
+        return false;
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_ENTRY_BYTES).read_to_end(&mut bytes).ok()?;
-    let body = bytes.len().checked_sub(TRAILER)?;
-    let (compiled, trailer) = bytes.split_at(body);
-    let crc = u32::from_le_bytes(trailer[..4].try_into().ok()?);
-    let len = u64::from_le_bytes(trailer[4..12].try_into().ok()?);
-    if &trailer[12..] != MAGIC || len != body as u64 || crc32fast::hash(compiled) != crc {
-        return None;
+    let Some(body) = (meta.len() as usize).checked_sub(TRAILER) else {
+        return false;
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = body;
+    while left > 0 {
+        let want = left.min(buf.len());
+        if file.read_exact(&mut buf[..want]).is_err() {
+            return false;
+        }
+        hasher.update(&buf[..want]);
+        left -= want;
     }
-    bytes.truncate(body);
-    Some(bytes)
+    let mut trailer = [0u8; TRAILER];
+    if file.read_exact(&mut trailer).is_err() {
+        return false;
+    }
+    let crc = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(trailer[4..12].try_into().expect("8 bytes"));
+    &trailer[12..] == MAGIC && len == body as u64 && hasher.finalize() == crc
 }
 
 /// Store `compiled` at `path`: best effort (a cache that cannot be written
@@ -136,13 +151,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.cwasm");
         write(&path, b"native code");
-        assert_eq!(read(&path).as_deref(), Some(&b"native code"[..]));
+        assert!(verify(&path));
         let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(b"native code"));
         bytes[3] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(read(&path), None, "corrupt");
+        assert!(!verify(&path), "corrupt");
         std::fs::write(&path, b"short").unwrap();
-        assert_eq!(read(&path), None, "truncated");
+        assert!(!verify(&path), "truncated");
     }
 
     #[test]
@@ -151,7 +167,7 @@ mod tests {
         let path = dir.path().join("x.cwasm");
         write(&path, b"code");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert_eq!(read(&path), None, "a world-writable entry");
+        assert!(!verify(&path), "a world-writable entry");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(
             trusted_dir(dir.path()).is_err(),

@@ -300,11 +300,12 @@ fn load_component(
         return Component::new(engine, wasm).map_err(anyhow::Error::from);
     };
     let path = dir.join(format!("{:016x}.cwasm", cache_key(engine, wasm_hash)));
-    if let Some(compiled) = cache::read(&path) {
-        // SAFETY: the bytes come from a file only this user can write, in a
-        // directory only this user can write, checksummed, produced for this
-        // engine's compatibility hash; wasmtime checks the header as well.
-        if let Ok(component) = unsafe { Component::deserialize(engine, &compiled) } {
+    if cache::verify(&path) {
+        // SAFETY: a file only this user can write, in a directory only this
+        // user can write, checksummed just now, produced for this engine's
+        // compatibility hash; wasmtime checks the header as well. (Mapped,
+        // not copied: only the pages a run touches are faulted in.)
+        if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
             return Ok(component);
         }
     }
