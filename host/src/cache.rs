@@ -198,7 +198,10 @@ mod tests {
             t.join().unwrap();
         }
         for key in 0..2u8 {
-            let bytes = read(&dir.path().join(format!("{key}.cwasm"))).expect("intact");
+            let path = dir.path().join(format!("{key}.cwasm"));
+            assert!(verify(&path), "intact");
+            let bytes = std::fs::read(&path).unwrap();
+            let bytes = &bytes[..bytes.len() - TRAILER];
             assert!(
                 bytes.iter().all(|&b| b == key),
                 "key {key} holds its own code"
