@@ -150,19 +150,7 @@ impl Host for NativeHost {
     fn inspect(&self, pid: Pid) -> Result<ProcessInfo, Error> {
         // The same reader the plugin's host uses.
         let p = pidman::procfs::read(pid).map_err(io)?;
-        Ok(ProcessInfo {
-            pid,
-            name: p.name,
-            argv: p.argv,
-            start_time_ms: p.start_time_ms,
-            start_token: p.start_ticks,
-            uid: Some(p.uid),
-            state: if p.zombie {
-                ProcessState::Zombie
-            } else {
-                ProcessState::Running
-            },
-        })
+        Ok(pidman::process_info!(ProcessInfo, ProcessState, pid, p))
     }
     fn send(&self, _: ProcessIdentity, _: Signal) -> Result<(), Error> {
         Err(Error::Unsupported("not benchmarked".into()))

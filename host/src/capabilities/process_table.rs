@@ -40,19 +40,7 @@ impl ProcessTable {
             if p.tgid != pid {
                 return Err(thread_of(pid, p.tgid));
             }
-            return Ok(ProcessInfo {
-                pid,
-                name: p.name,
-                argv: p.argv,
-                start_time_ms: p.start_time_ms,
-                start_token: p.start_ticks,
-                uid: Some(p.uid),
-                state: if p.zombie {
-                    ProcessState::Zombie
-                } else {
-                    ProcessState::Running
-                },
-            });
+            return Ok(crate::process_info!(ProcessInfo, ProcessState, pid, p));
         }
         let spid = sysinfo::Pid::from_u32(pid);
         let kind = ProcessRefreshKind::nothing()

@@ -28,6 +28,30 @@ pub struct Process {
     pub zombie: bool,
 }
 
+/// A WIT `process-info` (of whichever bindings: the host's, or the guest's
+/// compiled natively for the benchmarks) from a [`Process`] read for `pid`.
+/// One mapping for both type families, which cannot share a type.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! process_info {
+    ($info:ident, $state:ident, $pid:expr, $process:expr) => {{
+        let p = $process;
+        $info {
+            pid: $pid,
+            name: p.name,
+            argv: p.argv,
+            start_time_ms: p.start_time_ms,
+            start_token: p.start_ticks,
+            uid: Some(p.uid),
+            state: if p.zombie {
+                $state::Zombie
+            } else {
+                $state::Running
+            },
+        }
+    }};
+}
+
 /// Whether this system has a Linux `/proc`.
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
