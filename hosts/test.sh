@@ -11,8 +11,16 @@ cargo build --release --target wasm32-wasip2 --manifest-path tests/plugins/broke
   --target-dir target/broken-plugin
 export PIDMAN_BROKEN_WASM=$PWD/target/broken-plugin/wasm32-wasip2/release/pidman_broken_plugin.wasm
 
-python3 -m pip install -q --disable-pip-version-check "wasmtime==50.0.1" "pytest>=7" 2>&1 | grep -v -i "warning" || true
-(cd hosts/python && python3 -m pytest -q)
+# Python: the package installed into a fresh virtualenv (with the
+# interpreter's real path, not a shim), its tests run against the installed
+# copy from outside the source tree, with no PIDMAN_WASM.
+python=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
+venv=$PWD/target/python-venv
+rm -rf "$venv"
+"$python" -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check ./hosts/python "pytest>=7"
+(cd "$venv" && env -u PIDMAN_WASM PIDMAN_EXPECT_INSTALLED=1 \
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/hosts/python/tests")
 
 command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
 (cd hosts/node && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -21,7 +21,10 @@ impl Host for WasiHost {
     type Lock = Lock;
 
     fn own_pid(&self) -> Pid {
-        process_table::own_pid()
+        // Fixed for the process's life: asked once per instance (a host call
+        // costs a Python or JavaScript host far more than the answer).
+        static OWN_PID: std::sync::OnceLock<Pid> = std::sync::OnceLock::new();
+        *OWN_PID.get_or_init(process_table::own_pid)
     }
 
     fn parent_pid(&self) -> Pid {
@@ -29,7 +32,9 @@ impl Host for WasiHost {
     }
 
     fn own_uid(&self) -> u32 {
-        process_table::own_uid()
+        // Fixed for the process's life (pidman never changes its user).
+        static OWN_UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        *OWN_UID.get_or_init(process_table::own_uid)
     }
 
     fn process_state(&self, pid: Pid) -> Result<ProcessState, Error> {

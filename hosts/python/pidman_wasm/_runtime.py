@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import wasmtime
 from wasmtime import component as c
+
+from . import _cache
 
 PACKAGE = "bengal:pid-manager/{}@0.1.0"
 LOCK_TYPE = 1
@@ -26,8 +29,14 @@ EPOCH_TICK_S = 0.01
 TIMEOUT_ARG = {"kill-stale-process": 1, "clear-stale": 3}
 
 
-class GuestError(Exception):
-    """An error case of the WIT `error` variant (`kind` is its name)."""
+class PIDManError(Exception):
+    """Anything pidman could not do; the two kinds below say why."""
+
+
+class GuestError(PIDManError):
+    """The plugin's answer was an error: a case of the WIT `error` variant
+    (`kind` is its name: `denied`, `invalid`, `untrusted`, `io`, ...). The
+    operation had no effect beyond what the message says."""
 
     def __init__(self, kind: str, message: Optional[str] = None):
         super().__init__(f"{kind}: {message}" if message else kind)
@@ -35,8 +44,9 @@ class GuestError(Exception):
         self.message = message
 
 
-class PluginTrap(Exception):
-    """The plugin trapped (a bug, or it ran out of fuel): no decision was made."""
+class PluginTrap(PIDManError):
+    """The plugin trapped (a bug; out of fuel, memory or time): no decision
+    was made, and its instance is dropped (the next call makes a new one)."""
 
 
 def record(**fields: Any) -> c.Record:
@@ -88,16 +98,81 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-class Plugin:
-    """One compiled plugin; every call gets a fresh instance whose WASI
-    filesystem holds only `grant_dir`."""
+MAX_PLUGIN_BYTES = 16 << 20
+MAX_SESSIONS = 16
+_DEFAULT: Any = object()
 
-    def __init__(self, wasm_path: str):
+
+def _runtime_tag() -> str:
+    """What a compiled component depends on besides itself: wasmtime-py's
+    native library (its path, size and time change with every install) and
+    the engine's configuration."""
+    from wasmtime import _ffi
+
+    st = os.stat(_ffi.filename)
+    return f"{_ffi.filename}:{st.st_size}:{st.st_mtime_ns}:fuel,epoch"
+
+
+def _read_plugin(path: str) -> bytes:
+    """A plugin file: a regular file (opened without blocking: a FIFO cannot
+    hang the caller) of at most MAX_PLUGIN_BYTES."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not (st.st_mode & 0o170000) == 0o100000:
+            raise PIDManError(f"the plugin {path} is not a regular file")
+        if st.st_size > MAX_PLUGIN_BYTES:
+            raise PIDManError(f"the plugin {path} is over {MAX_PLUGIN_BYTES >> 20} MiB")
+        return f.read(MAX_PLUGIN_BYTES + 1)
+
+
+def _load(engine: wasmtime.Engine, wasm_path: str, cache_dir: Any) -> c.Component:
+    """Compile the plugin, or deserialize its compiled form from the cache."""
+    wasm = _read_plugin(wasm_path)
+    directory = _cache.default_dir() if cache_dir is _DEFAULT else cache_dir
+    directory = _cache.trusted_dir(Path(directory)) if directory else None
+    if directory is None:
+        return c.Component(engine, wasm)
+    entry = directory / _cache.key(wasm, _runtime_tag())
+    compiled = _cache.read(entry)
+    if compiled is not None:
+        try:
+            return c.Component.deserialize(engine, compiled)
+        except wasmtime.WasmtimeError:
+            pass
+    component = c.Component(engine, wasm)
+    _cache.write(entry, bytes(component.serialize()))
+    return component
+
+
+class _Session:
+    """One instance of the plugin, with the one directory it may use."""
+
+    def __init__(self, store: wasmtime.Store, instance: Any, manager: Any):
+        self.store = store
+        self.instance = instance
+        self.manager = manager
+        self.funcs: dict[str, Any] = {}
+
+    def func(self, export: str) -> Any:
+        found = self.funcs.get(export)
+        if found is None:
+            index = self.instance.get_export_index(self.store, export, self.manager)
+            found = self.funcs[export] = self.instance.get_func(self.store, index)
+        return found
+
+
+class Plugin:
+    """One compiled plugin (compiled once, through the cache) and one
+    instance of it per directory it may use: the instance is kept across
+    calls, and dropped when it traps."""
+
+    def __init__(self, wasm_path: str, cache_dir: Any = _DEFAULT):
         config = wasmtime.Config()
         config.consume_fuel = True
         config.epoch_interruption = True
         self.engine = wasmtime.Engine(config)
-        self.component = c.Component.from_file(self.engine, wasm_path)
+        self.component = _load(self.engine, wasm_path, cache_dir)
         self.linker = c.Linker(self.engine)
         self.linker.add_wasip2()
         self.backend: Any = None
@@ -107,6 +182,7 @@ class Plugin:
         self.grant_dir = "/nonexistent"
         self._locks: dict[int, Any] = {}
         self._next_lock = 1
+        self._sessions: dict[str, _Session] = {}
         self.log: list[str] = []
         self._define()
 
@@ -180,28 +256,42 @@ class Plugin:
         if held is not None:
             self.backend.release(held)
 
+    def _session(self, grant_dir: str) -> _Session:
+        session = self._sessions.get(grant_dir)
+        if session is None:
+            if len(self._sessions) >= MAX_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))
+            store = wasmtime.Store(self.engine)
+            store.set_limits(memory_size=MEMORY_LIMIT)
+            wasi = wasmtime.WasiConfig()
+            wasi.preopen_dir(grant_dir, grant_dir)
+            store.set_wasi(wasi)
+            store.set_fuel(FUEL_PER_CALL)
+            store.set_epoch_deadline(max(1, int(self.budget_s / EPOCH_TICK_S)))
+            instance = self.linker.instantiate(store, self.component)
+            manager = instance.get_export_index(store, PACKAGE.format("manager"))
+            session = self._sessions[grant_dir] = _Session(store, instance, manager)
+        return session
+
     def call(self, backend: Any, grant_dir: str, export: str, *args: Any) -> Any:
-        """Call `export` of the manager interface on `backend`, unwrapping
-        its result (GuestError for the error variant, PluginTrap for a trap)."""
+        """Call `export` of the manager interface on `backend`, in the
+        instance for `grant_dir`, unwrapping its result (GuestError for the
+        error variant, PluginTrap for a trap, which also drops the instance)."""
         self.backend = backend
         self.grant_dir = grant_dir.rstrip("/") or "/"
         self.log = []
-        store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=MEMORY_LIMIT)
-        wasi = wasmtime.WasiConfig()
-        wasi.preopen_dir(grant_dir, grant_dir)
-        store.set_wasi(wasi)
-        store.set_fuel(FUEL_PER_CALL)
         own = args[TIMEOUT_ARG[export]] if export in TIMEOUT_ARG else None
         budget = self.budget_s + (own or 0) / 1000
         self._deadline = time.monotonic() + budget
-        store.set_epoch_deadline(max(1, int(budget / EPOCH_TICK_S)))
         try:
-            instance = self.linker.instantiate(store, self.component)
-            manager = instance.get_export_index(store, PACKAGE.format("manager"))
-            func = instance.get_func(store, instance.get_export_index(store, export, manager))
+            session = self._session(grant_dir)
+            store = session.store
+            store.set_fuel(FUEL_PER_CALL)
+            store.set_epoch_deadline(max(1, int(budget / EPOCH_TICK_S)))
+            func = session.func(export)
             result = func(store, *args)
             func.post_return(store)
         except wasmtime.WasmtimeError as e:
+            self._sessions.pop(grant_dir, None)
             raise PluginTrap(_trap_cause(str(e))) from e
         return _unwrap(result)

@@ -5,7 +5,6 @@ parent, other users' processes)."""
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import os
 import select
 import signal
@@ -146,6 +145,8 @@ class LinuxBackend:
                 address, hexport = fields[1].split(":")
                 if int(hexport, 16) != port or (fields[3] == "0A") != listening:
                     continue
+                import ipaddress  # only on a port lookup: a fresh check need not pay for it
+
                 raw = bytes.fromhex(address)
                 words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
                 found.append({

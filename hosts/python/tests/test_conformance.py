@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from wasmtime.component import Record
 
-from pidman_wasm import GuestError, Plugin
+from pidman_wasm import GuestError, Plugin, plugin_path
 from pidman_wasm.simulated import SimBackend
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "tests" / "conformance"
@@ -24,7 +24,7 @@ def scenarios():
 
 @pytest.fixture(scope="session")
 def plugin():
-    return Plugin(os.environ["PIDMAN_WASM"])
+    return Plugin(plugin_path())
 
 
 def arrange(sim, root, world):

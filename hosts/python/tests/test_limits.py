@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pidman_wasm import PluginTrap, Plugin
+from pidman_wasm import Plugin, PluginTrap, plugin_path
 from pidman_wasm.simulated import SimBackend
 
 
@@ -39,7 +39,7 @@ def test_the_host_carries_on(broken, tmp_path):
 
 
 def test_files_outside_the_grant_are_denied(tmp_path):
-    plugin = Plugin(os.environ["PIDMAN_WASM"])
+    plugin = Plugin(plugin_path())
     plugin.grant_dir = str(tmp_path)
     for outside in ["/etc/passwd", f"{tmp_path}/../x", f"{tmp_path}", "relative"]:
         with pytest.raises(Exception, match="outside the directory granted"):
