@@ -22,5 +22,19 @@ rm -rf "$venv"
 (cd "$venv" && env -u PIDMAN_WASM PIDMAN_EXPECT_INSTALLED=1 \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/hosts/python/tests")
 
+# Node: the source tree's tests, then the packed tarball installed into an
+# empty project, its README example and the same tests against that copy.
 command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+# fs-ext builds with node-gyp; with the network closed it needs local headers.
+[ -f /usr/include/node/common.gypi ] && export npm_config_nodedir=/usr
+export PIDMAN_BIN=$PWD/target/release/pidman
+[ -x "$PIDMAN_BIN" ] || cargo build --release -p pidman
 (cd hosts/node && npm ci --no-audit --no-fund --loglevel=error && npm test)
+project=$PWD/target/node-project
+rm -rf "$project" && mkdir -p "$project"
+tarball=$(cd hosts/node && npm pack --pack-destination "$project" --loglevel=error | tail -n 1)
+(cd "$project" && npm init -y >/dev/null \
+  && npm install --no-audit --no-fund --loglevel=error "./$tarball" vite@8 \
+  && sed -n '/^```js$/,/^```$/p' "$OLDPWD/hosts/node/README.md" | sed '1d;/^```$/,$d' > example.mjs \
+  && env -u PIDMAN_WASM node example.mjs \
+  && env -u PIDMAN_WASM PIDMAN_NODE_INSTALLED="$project" node --test "$OLDPWD"/hosts/node/test/*.test.js)

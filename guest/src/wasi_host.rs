@@ -3,7 +3,7 @@
 //! `std::fs`) for file contents. Mechanism only: no rule lives here.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::host::{FileKind, FileRead, FileStat, Host};
@@ -90,9 +90,8 @@ impl Host for WasiHost {
         // longer file is cut at the limit), then reads only until EOF.
         let mut bytes = vec![0u8; limit];
         let mut len = 0;
-        let mut file = file;
         while len < limit {
-            match file.read(&mut bytes[len..]) {
+            match read_at(&file, &mut bytes[len..], len) {
                 Ok(0) => break,
                 Ok(n) => len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -203,6 +202,33 @@ fn open_no_follow(path: &str) -> io::Result<File> {
     }
     // SAFETY: `fd` was just opened and nothing else owns it.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `pread`: WASI's `descriptor.read` at an offset, one host call, where
+/// `read` goes through an input stream (three calls, and a worker thread
+/// in some hosts).
+#[cfg(target_os = "wasi")]
+fn read_at(file: &File, buf: &mut [u8], offset: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for writes of its length; the descriptor is
+    // open for the call's duration.
+    let n = unsafe {
+        libc::pread(
+            file.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn read_at(file: &File, buf: &mut [u8], offset: usize) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset as u64)
 }
 
 /// `mkdir -p` on a string path: what `fs::create_dir_all` does, without

@@ -1,16 +1,17 @@
-// pidman for Node: the seed's operations (camelCase), decided by the pidman
-// plugin component on the real OS (see linux.js for what Node can and
-// cannot do there).
+// pidman for Node: Bengal's PID-manager operations in camelCase, and the
+// claim a dev server holds for its life, decided by the pidman plugin
+// component on the real OS (see linux.js for what Node does there).
 
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { GuestError, Plugin } from './pidman.js';
+import { GuestError, Plugin, PluginTrap } from './pidman.js';
 import { LinuxBackend } from './linux.js';
 
-export { GuestError, Plugin };
+export { GuestError, Plugin, PluginTrap };
 
-/** (directory to preopen, the PID file's path as the plugin sees it). */
+/** [directory to preopen, the PID file's path as the plugin sees it]: the
+ *  file's directory, or while it is missing its nearest existing ancestor. */
 export function grantFor(pidFile) {
   const missing = [basename(resolve(pidFile))];
   let dir = dirname(resolve(pidFile));
@@ -22,16 +23,49 @@ export function grantFor(pidFile) {
   return [grant, join(grant, ...missing)];
 }
 
+const seconds = (s) => BigInt(Math.round(s * 1000));
+
+/** A claimed PID file: the lock is held (naming the PID) until `release()`,
+ *  which removes the file if it still names the PID. */
+export class Claim {
+  #grant;
+  #lock;
+
+  constructor(pidFile, grant, lock, pid) {
+    this.claimed = true;
+    this.pidFile = pidFile;
+    this.pid = pid;
+    this.#grant = grant;
+    this.#lock = lock;
+  }
+
+  /** End the claim; whether the file was removed. */
+  async release() {
+    const lock = this.#lock;
+    this.#lock = undefined;
+    if (lock === undefined) return false;
+    return PIDManager.call(this.#grant, 'release', lock, this.pidFile, this.pid);
+  }
+}
+
 export class PIDManager {
   static #plugin;
 
-  static async #call(pidFile, exportName, ...args) {
+  /** The shared plugin (loaded on first use). */
+  static async plugin() {
     PIDManager.#plugin ??= await Plugin.load();
-    if (pidFile === null) {
-      return PIDManager.#plugin.call(new LinuxBackend(), realpathSync(process.cwd()), exportName, ...args);
-    }
+    return PIDManager.#plugin;
+  }
+
+  /** Call an export in the instance for `grant`. */
+  static async call(grant, exportName, ...args) {
+    return (await PIDManager.plugin()).call(new LinuxBackend(), grant, exportName, ...args);
+  }
+
+  static async #call(pidFile, exportName, ...args) {
+    if (pidFile === null) return PIDManager.call(realpathSync(process.cwd()), exportName, ...args);
     const [grant, path] = grantFor(pidFile);
-    return PIDManager.#plugin.call(new LinuxBackend(), grant, exportName, path, ...args);
+    return PIDManager.call(grant, exportName, path, ...args);
   }
 
   static getPidFile(projectRoot) {
@@ -48,7 +82,7 @@ export class PIDManager {
 
   static async killStaleProcess(pid, timeoutSeconds = 5) {
     try {
-      await PIDManager.#call(null, 'killStaleProcess', pid, BigInt(Math.round(timeoutSeconds * 1000)));
+      await PIDManager.#call(null, 'killStaleProcess', pid, seconds(timeoutSeconds));
       return true;
     } catch (e) {
       if (e instanceof GuestError) return false;
@@ -56,12 +90,40 @@ export class PIDManager {
     }
   }
 
-  static async writePidFile(pidFile) {
-    return PIDManager.#call(pidFile, 'writePidFile', undefined);
+  static async writePidFile(pidFile, pid = process.pid) {
+    await PIDManager.#call(pidFile, 'writePidFile', pid);
   }
 
   static async getProcessOnPort(port) {
     const owner = await PIDManager.#call(null, 'getProcessOnPort', port);
     return owner.tag === 'listener' || owner.tag === 'holder' ? owner.val : null;
+  }
+
+  /** Claim `pidFile` for `pid` (default: this process) unless a live server
+   *  holds it: a Claim, or `{ claimed: false, holder }`. */
+  static async acquire(pidFile, { pid = process.pid } = {}) {
+    const [grant, path] = grantFor(pidFile);
+    const claim = await PIDManager.call(grant, 'acquire', path, pid);
+    if (claim.tag === 'held') return { claimed: false, holder: claim.val.pid ?? null, pidFile: path };
+    return new Claim(path, grant, claim.val, pid);
+  }
+
+  /** Clean shutdown: remove `pidFile` unless it names another live server
+   *  (GuestError `denied`, and the file is kept). */
+  static async remove(pidFile) {
+    return PIDManager.#call(pidFile, 'removePidFile', undefined);
+  }
+
+  /** The dev-server start check: a stale server from `pidFile`, else a
+   *  Bengal server listening on `port`; and who holds `port`. */
+  static async preflight(pidFile, { port } = {}) {
+    return PIDManager.#call(pidFile, 'preflight', port);
+  }
+
+  /** Stop the server `preflight` found (only if it is still that process),
+   *  remove its PID file, look at the port again. */
+  static async clearStale(pidFile, server, { port, timeoutSeconds } = {}) {
+    const ms = timeoutSeconds === undefined ? undefined : seconds(timeoutSeconds);
+    return PIDManager.#call(pidFile, 'clearStale', server, port, ms);
   }
 }

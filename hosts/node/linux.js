@@ -1,17 +1,18 @@
-// The real capabilities on Linux, from Node: /proc and kill(2). Node has
-// neither pidfds nor flock: signals go through kill(2) right after the
-// start-token check (the Rust host's fallback path), waiting polls /proc,
-// and locks exclude other callers in this process only (cross-process
-// claims need the Rust or Python host).
+// The real capabilities on Linux, from Node: /proc, kill(2) and flock(2).
+// Node has no pidfds: signals go through kill(2) right after the start-token
+// check (the Rust host's fallback path), and waiting polls /proc. Locks are
+// real flock(2) locks on `<pid-file>.lock`, through the fs-ext addon, so a
+// Node claim and a Rust or Python one exclude each other.
 
-import { closeSync, lstatSync, openSync, constants, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, constants, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+
+import fsExt from 'fs-ext';
 
 import { GuestError } from './pidman.js';
 
 const HZ = 100;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const sleep = (ms) => Atomics.wait(sleeper, 0, 0, ms);
-const heldLocks = new Set();
 
 function stat(pid) {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -146,20 +147,44 @@ export class LinuxBackend {
     return { uid: st.uid, mode: st.mode & 0o7777, symlink: st.isSymbolicLink() };
   }
 
-  tryLock(path) {
+  /** flock(LOCK_EX) on `path` (created if missing, never through a
+   *  symlink, never a FIFO or device), waiting at most `waitMs`; the open
+   *  descriptor while held, undefined when another holder keeps it. */
+  tryLock(path, waitMs) {
     let fd;
     try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
     } catch (e) {
+      if (e.code === 'ELOOP') throw new GuestError('untrusted', `${path} is a symlink; pidman never follows one`);
       throw osError(path, e);
     }
-    closeSync(fd);
-    if (heldLocks.has(path)) return undefined;
-    heldLocks.add(path);
-    return path;
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new GuestError('invalid', `${path} is not a regular file, so not a lock file`);
+    }
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        fsExt.flockSync(fd, 'exnb');
+        return fd;
+      } catch (e) {
+        if (!['EAGAIN', 'EWOULDBLOCK', 'EINTR'].includes(e.code)) {
+          closeSync(fd);
+          throw osError(`lock ${path}`, e);
+        }
+      }
+      if (Date.now() >= deadline) {
+        closeSync(fd);
+        return undefined;
+      }
+      sleep(1);
+    }
   }
 
-  release(held) { heldLocks.delete(held); }
+  /** Let a lock go: closing its descriptor releases the flock. */
+  release(fd) {
+    try { closeSync(fd); } catch { /* already closed */ }
+  }
 }
 
 function decode(hex, ipv6) {

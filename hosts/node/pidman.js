@@ -1,6 +1,7 @@
-// The pidman plugin component in Node: jco transpiles it (npm run build),
-// this module instantiates it with a backend's capabilities and calls its
-// exports. The plugin decides; this module only converts and forwards.
+// The pidman plugin component in Node: jco transpiles it (`npm run build`,
+// run by `prepack`), this module instantiates it with a backend's
+// capabilities and calls its exports. The plugin decides; this module only
+// converts and forwards.
 
 import { readFile } from 'node:fs/promises';
 import vm from 'node:vm';
@@ -22,20 +23,13 @@ export const MEMORY_LIMIT_PAGES = (64 * 1024 * 1024) / 65536;
  *  call runs under `vm`'s timeout, whose termination also stops wasm. */
 export const DEFAULT_BUDGET_MS = 10_000;
 
+/** How many directories keep an instance of the plugin at once. */
+const MAX_SESSIONS = 16;
+
 /** The timeout argument (ms, a BigInt) of the exports that take one. */
 const TIMEOUT_ARG = { killStaleProcess: 1, clearStale: 3 };
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-// wasi-libc asks for `mutate-directory` when it creates a file; the shim
-// refuses that flag outright, where wasmtime grants it within the
-// preopen's permissions. Clear it for opens that are not of directories.
-const { Descriptor } = filesystem.types;
-const openAt = Descriptor.prototype.openAt;
-Descriptor.prototype.openAt = function (pathFlags, path, openFlags, descriptorFlags) {
-  const flags = openFlags.directory ? descriptorFlags : { ...descriptorFlags, mutateDirectory: false };
-  return openAt.call(this, pathFlags, path, openFlags, flags);
-};
 
 /** An error case of the WIT `error` variant: thrown by backends, seen by the guest. */
 export class GuestError extends Error {
@@ -47,7 +41,10 @@ export class GuestError extends Error {
   }
 }
 
-/** A backend bound to the WIT imports (keys without @version, as jco wants). */
+/** The plugin trapped (a bug; out of memory or time): no decision was made,
+ *  and its instance is dropped (the next call makes a new one). */
+export class PluginTrap extends Error {}
+
 /** `path` when it names an entry below `grantDir` (absolute, no `.` or `..`
  *  steps); else the WIT `denied` error: the host's grant, whatever the
  *  plugin asks. */
@@ -58,38 +55,61 @@ function granted(grantDir, path) {
   throw new GuestError('denied', `${path} is outside the directory granted to the plugin (${grantDir})`);
 }
 
-function capabilities(backend, log, grantDir) {
+// wasi-libc asks for `mutate-directory` when it creates a file; the shim
+// refuses that flag outright, where wasmtime grants it within the preopen's
+// permissions (bytecodealliance/jco, preview2-shim's `openAt`). pidman
+// clears it on its own descriptors only: the preopen it hands the plugin,
+// and every descriptor opened from it. Nothing else in the process changes.
+const scopedDescriptors = new WeakSet();
+function scoped(descriptor) {
+  if (scopedDescriptors.has(descriptor)) return descriptor;
+  scopedDescriptors.add(descriptor);
+  const openAt = descriptor.openAt;
+  Object.defineProperty(descriptor, 'openAt', {
+    value(pathFlags, path, openFlags, descriptorFlags) {
+      const flags = openFlags.directory ? descriptorFlags : { ...descriptorFlags, mutateDirectory: false };
+      return scoped(openAt.call(this, pathFlags, path, openFlags, flags));
+    },
+  });
+  return descriptor;
+}
+
+/** The WIT imports of pidman's capabilities (keys without @version, as jco
+ *  wants), for the call `ctx` describes: its backend, log and grant. */
+function capabilities(ctx) {
   class Lock {
-    constructor(held) { this.held = held; }
-    [Symbol.dispose || Symbol.for('dispose')]() { backend.release(this.held); }
+    constructor(backend, held) { this.backend = backend; this.held = held; }
+    [Symbol.dispose || Symbol.for('dispose')]() { this.backend.release(this.held); }
   }
+  const b = () => ctx.backend;
   return {
     'bengal:pid-manager/types': {},
     'bengal:pid-manager/process-table': {
-      ownPid: () => backend.ownPid(),
-      parentPid: () => backend.parentPid(),
-      ownUid: () => backend.ownUid(),
-      state: (pid) => backend.state(pid),
-      inspect: (pid) => backend.inspect(pid),
+      ownPid: () => b().ownPid(),
+      parentPid: () => b().parentPid(),
+      ownUid: () => b().ownUid(),
+      state: (pid) => b().state(pid),
+      inspect: (pid) => b().inspect(pid),
     },
     'bengal:pid-manager/signals': {
-      send: (target, sig) => backend.send(target.pid, target.startToken, sig),
-      waitExit: (target, ms) => backend.waitExit(target.pid, target.startToken, Number(ms)),
+      send: (target, sig) => b().send(target.pid, target.startToken, sig),
+      waitExit: (target, ms) => b().waitExit(target.pid, target.startToken, Number(ms)),
     },
     'bengal:pid-manager/ports': {
-      sockets: (port, listening) => backend.sockets(port, listening),
-      owner: (handle) => backend.socketOwner(handle),
+      sockets: (port, listening) => b().sockets(port, listening),
+      owner: (handle) => b().socketOwner(handle),
     },
     'bengal:pid-manager/files': {
       Lock,
-      owner: (path) => backend.fileOwner(granted(grantDir, path)),
+      owner: (path) => b().fileOwner(granted(ctx.grantDir, path)),
       tryLock: (path, waitMs) => {
-        const held = backend.tryLock(granted(grantDir, path), waitMs);
-        return held === undefined ? undefined : new Lock(held);
+        const backend = b();
+        const held = backend.tryLock(granted(ctx.grantDir, path), waitMs);
+        return held === undefined ? undefined : new Lock(backend, held);
       },
     },
     'bengal:pid-manager/log': {
-      emit: (level, message) => log.push(`${level}: ${message}`),
+      emit: (level, message) => ctx.log.push(`${level}: ${message}`),
     },
   };
 }
@@ -102,8 +122,8 @@ function guestError(e) {
   return e;
 }
 
-/** One compiled plugin; each call instantiates it afresh on `backend`, with
- *  only `grantDir` preopened. */
+/** One compiled plugin, and one instance of it per directory it may use:
+ *  kept across calls, dropped when it traps. */
 export class Plugin {
   /** The plugin jco transpiled into `gen` (by default this package's). */
   static async load({ gen = join(here, 'gen') } = {}) {
@@ -122,15 +142,28 @@ export class Plugin {
   constructor(instantiate, getCoreModule) {
     this.instantiate = instantiate;
     this.getCoreModule = getCoreModule;
+    this.sessions = new Map();
     this.log = [];
     this.budgetMs = DEFAULT_BUDGET_MS;
+    // One context and one script for every call's time budget (a new
+    // context per call costs about a millisecond).
+    this.guard = vm.createContext({ run: null });
+    this.script = new vm.Script('run()');
   }
 
-  async call(backend, grantDir, exportName, ...args) {
+  async #session(grantDir) {
+    let session = this.sessions.get(grantDir);
+    if (session) return session;
+    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value);
+    const ctx = { backend: null, log: [], grantDir };
+    const preopens = {
+      getDirectories: () => filesystem.preopens.getDirectories()
+        .filter(([, path]) => path === grantDir)
+        .map(([descriptor, path]) => [scoped(descriptor), path]),
+    };
     filesystem._setPreopens({ [grantDir]: grantDir });
-    this.log = [];
     const root = await this.instantiate(this.getCoreModule, {
-      ...capabilities(backend, this.log, grantDir),
+      ...capabilities(ctx),
       'wasi:cli/environment': cli.environment,
       'wasi:cli/exit': cli.exit,
       'wasi:cli/stdin': cli.stdin,
@@ -143,7 +176,7 @@ export class Plugin {
       'wasi:cli/terminal-stderr': cli.terminalStderr,
       'wasi:clocks/monotonic-clock': clocks.monotonicClock,
       'wasi:clocks/wall-clock': clocks.wallClock,
-      'wasi:filesystem/preopens': filesystem.preopens,
+      'wasi:filesystem/preopens': preopens,
       'wasi:filesystem/types': filesystem.types,
       'wasi:io/error': io.error,
       'wasi:io/poll': io.poll,
@@ -152,15 +185,32 @@ export class Plugin {
       'wasi:random/insecure-seed': random.insecureSeed,
     });
     const manager = root.manager ?? root['bengal:pid-manager/manager@0.1.0'];
+    session = { ctx, manager };
+    this.sessions.set(grantDir, session);
+    return session;
+  }
+
+  /** Call `exportName` of the manager interface on `backend`, in the
+   *  instance for `grantDir`. */
+  async call(backend, grantDir, exportName, ...args) {
+    const session = await this.#session(grantDir);
+    // The shim's preopens are global: the instance's directory, for its call.
+    filesystem._setPreopens({ [grantDir]: grantDir });
+    session.ctx.backend = backend;
+    session.ctx.log = this.log = [];
     const own = TIMEOUT_ARG[exportName] === undefined ? undefined : args[TIMEOUT_ARG[exportName]];
     const timeout = this.budgetMs + (own === undefined ? 0 : Number(own));
+    this.guard.run = () => session.manager[exportName](...args);
     try {
-      return vm.runInNewContext('run()', { run: () => manager[exportName](...args) }, { timeout });
+      return this.script.runInContext(this.guard, { timeout });
     } catch (e) {
+      const answer = guestError(e);
+      if (answer instanceof GuestError) throw answer;
+      this.sessions.delete(grantDir);
       if (e && e.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
-        throw new Error(`the plugin ran past its time budget of ${timeout} ms and was stopped`);
+        throw new PluginTrap(`the plugin ran past its time budget of ${timeout} ms and was stopped`);
       }
-      throw guestError(e);
+      throw new PluginTrap(`the plugin trapped: ${e && e.message}`, { cause: e });
     }
   }
 }

@@ -9,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { GuestError, Plugin } from '../pidman.js';
 import { SimBackend } from '../simulated.js';
+import { load } from './package.js';
+
+const { GuestError, Plugin } = await load('pidman.js');
 
 const scenarioDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'tests', 'conformance');
 let plugin;

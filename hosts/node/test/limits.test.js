@@ -9,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Plugin } from '../pidman.js';
 import { SimBackend } from '../simulated.js';
+import { load } from './package.js';
+
+const { Plugin } = await load('pidman.js');
 
 const gen = join(dirname(fileURLToPath(import.meta.url)), 'gen-broken');
 let plugin;
@@ -38,7 +40,7 @@ test('a wait for exit asked for forever is stopped by the time budget', async ()
 test('unbounded allocation is stopped at the memory limit', async () => {
   await assert.rejects(
     plugin.call(new SimBackend(), root, 'isBengalProcess', 5),
-    (e) => e instanceof WebAssembly.RuntimeError,
+    (e) => e.cause instanceof WebAssembly.RuntimeError,
   );
 });
 

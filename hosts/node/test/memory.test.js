@@ -4,7 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { capMemory } from '../memory.js';
+import { load } from './package.js';
+
+const { capMemory } = await load('memory.js');
 
 // (module (memory (export "mem") 1)): a memory with no maximum.
 const module = Uint8Array.of(

@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { PIDManager } from '../index.js';
+import { load } from './package.js';
+
+const { PIDManager } = await load('index.js');
 
 const fixture = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'tests', 'fixtures', 'bengal');
 
