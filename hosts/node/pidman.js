@@ -56,10 +56,12 @@ function granted(grantDir, path) {
 }
 
 // wasi-libc asks for `mutate-directory` when it creates a file; the shim
-// refuses that flag outright, where wasmtime grants it within the preopen's
-// permissions (bytecodealliance/jco, preview2-shim's `openAt`). pidman
-// clears it on its own descriptors only: the preopen it hands the plugin,
-// and every descriptor opened from it. Nothing else in the process changes.
+// refuses that flag outright, where wasmtime does not enforce it at all
+// (bytecodealliance/wasmtime#11667) and the flag's definition allows a
+// POSIX layer to set it on every open-at (WebAssembly/wasi-filesystem#91).
+// No jco issue for the shim's refusal was found. pidman clears the flag on
+// its own descriptors only: the preopen it hands the plugin, and every
+// descriptor opened from it. Nothing else in the process changes.
 const scopedDescriptors = new WeakSet();
 function scoped(descriptor) {
   if (scopedDescriptors.has(descriptor)) return descriptor;
