@@ -187,23 +187,6 @@ impl Host for WasiHost {
     }
 }
 
-/// Open a file for reading with `O_NOFOLLOW`: a symlink at `path` fails
-/// with `ELOOP` instead of being followed.
-#[cfg(target_os = "wasi")]
-fn open_no_follow(path: &str) -> io::Result<File> {
-    use std::os::fd::FromRawFd;
-    let c_path = std::ffi::CString::new(path)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: `c_path` is a valid NUL-terminated string for the call's
-    // duration, and a non-negative return is a fresh descriptor we own.
-    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and nothing else owns it.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
 /// `pread`: WASI's `descriptor.read` at an offset, one host call, where
 /// `read` goes through an input stream (three calls, and a worker thread
 /// in some hosts).
@@ -250,58 +233,47 @@ fn create_dirs(dir: &str) -> io::Result<()> {
     }
 }
 
-/// Create a file that must not exist yet (`O_CREAT|O_EXCL`, which never
-/// follows a symlink), for writing. Through wasi-libc directly: std's
-/// `OpenOptions` asks for rights that some hosts (jco's Node shim) refuse.
+/// `open(2)` through wasi-libc directly, never following a symlink at
+/// `path` (`O_NOFOLLOW`: ELOOP instead). std's `OpenOptions` asks for
+/// rights that some hosts (jco's Node shim) refuse.
+#[cfg(target_os = "wasi")]
+fn open_raw(path: &str, flags: libc::c_int) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let c_path = std::ffi::CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: a valid NUL-terminated path for the call's duration; a
+    // non-negative result is a fresh descriptor we own.
+    let fd = unsafe { libc::open(c_path.as_ptr(), flags | libc::O_NOFOLLOW, 0o644) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// For reading.
+#[cfg(target_os = "wasi")]
+fn open_no_follow(path: &str) -> io::Result<File> {
+    open_raw(path, libc::O_RDONLY)
+}
+
+/// A file that must not exist yet (`O_EXCL`: never another writer's), for
+/// writing.
 #[cfg(target_os = "wasi")]
 fn create_new(path: &str) -> io::Result<File> {
-    use std::os::fd::FromRawFd;
-    let c_path = std::ffi::CString::new(path)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: a valid NUL-terminated path; a non-negative result is ours.
-    let fd = unsafe {
-        libc::open(
-            c_path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and nothing else owns it.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    open_raw(path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
 }
 
-/// Open `path` for writing from its start, created if missing, truncated,
-/// never through a symlink (`O_NOFOLLOW`).
+/// For writing from its start: created if missing, truncated.
 #[cfg(target_os = "wasi")]
 fn open_for_rewrite(path: &str) -> io::Result<File> {
-    use std::os::fd::FromRawFd;
-    let c_path = std::ffi::CString::new(path)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: a valid NUL-terminated path; a non-negative result is ours.
-    let fd = unsafe {
-        libc::open(
-            c_path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and nothing else owns it.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    open_raw(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
 }
 
+// Natively the guest only runs unit tests, which use the fake host.
 #[cfg(not(target_os = "wasi"))]
-fn open_for_rewrite(path: &str) -> io::Result<File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
+fn open_no_follow(path: &str) -> io::Result<File> {
+    File::open(path)
 }
 
 #[cfg(not(target_os = "wasi"))]
@@ -313,9 +285,8 @@ fn create_new(path: &str) -> io::Result<File> {
 }
 
 #[cfg(not(target_os = "wasi"))]
-fn open_no_follow(path: &str) -> io::Result<File> {
-    // Natively the guest only runs unit tests, which use the fake host.
-    File::open(path)
+fn open_for_rewrite(path: &str) -> io::Result<File> {
+    fs::File::create(path)
 }
 
 fn millis_since_epoch(t: SystemTime) -> u64 {
