@@ -58,6 +58,7 @@ pub use crate::bindings::exports::bengal::pid_manager::manager::{
     Verdict,
 };
 /// The Linux `/proc` readers behind the process table (for benchmarks).
+#[cfg(target_os = "linux")]
 pub use crate::capabilities::procfs;
 pub use crate::error::Error;
 pub use crate::plugin::{DEFAULT_BUDGET, MAX_PLUGIN_BYTES, Plugin};

@@ -92,24 +92,7 @@ pub fn spawn(command: &[OsString], foreground: bool) -> io::Result<Child> {
             if foreground {
                 libc::tcsetpgrp(0, libc::getpid());
             }
-            // Every disposition back to the default: an ignored signal would
-            // stay ignored across exec. The raw syscall, because glibc's
-            // wrapper refuses its own real-time signals (32, 33), which a
-            // parent may still have ignored.
-            // The kernel's `struct sigaction`, all zero: SIG_DFL, no flags,
-            // no restorer, an empty mask.
-            let default = [0u64; 4];
-            for signal in 1..=64 {
-                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        signal,
-                        default.as_ptr(),
-                        std::ptr::null_mut::<u64>(),
-                        8usize,
-                    );
-                }
-            }
+            reset_dispositions();
             let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigemptyset(empty.as_mut_ptr());
             if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0 {
@@ -119,6 +102,49 @@ pub fn spawn(command: &[OsString], foreground: bool) -> io::Result<Child> {
         });
     }
     cmd.spawn()
+}
+
+/// Every signal's disposition back to the default, in the child before
+/// exec: an ignored signal would stay ignored across exec. On Linux the raw
+/// syscall, because glibc's wrapper refuses its own real-time signals (32,
+/// 33), which a parent may still have ignored.
+///
+/// # Safety
+/// Between fork and exec only: async-signal-safe calls, no allocation.
+#[cfg(target_os = "linux")]
+unsafe fn reset_dispositions() {
+    // The kernel's `struct sigaction`, all zero: SIG_DFL, no flags, no
+    // restorer, an empty mask.
+    let default = [0u64; 4];
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: a raw syscall with a valid, zeroed action.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
+        }
+    }
+}
+
+/// # Safety
+/// Between fork and exec only: async-signal-safe calls, no allocation.
+#[cfg(not(target_os = "linux"))]
+unsafe fn reset_dispositions() {
+    // SAFETY: an all-zero sigaction is SIG_DFL with an empty mask.
+    let mut default: libc::sigaction = unsafe { std::mem::zeroed() };
+    default.sa_sigaction = libc::SIG_DFL;
+    for signal in 1..32 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: a valid action; the old one is not asked for.
+            unsafe { libc::sigaction(signal, &default, std::ptr::null_mut()) };
+        }
+    }
 }
 
 /// Forward each signal the wrapper receives to the server until it exits;

@@ -7,6 +7,7 @@ pub mod files;
 pub mod log;
 pub mod ports;
 pub mod process_table;
+#[cfg(target_os = "linux")]
 pub mod procfs;
 pub mod signals;
 

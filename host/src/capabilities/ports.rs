@@ -25,6 +25,7 @@ pub struct PortTable {
 impl PortTable {
     /// The TCP sockets on local `port`: listeners, or all the others.
     pub fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
+        #[cfg(target_os = "linux")]
         if let Ok(sockets) = sock_diag::sockets(port, listening) {
             return Ok(sockets);
         }
@@ -176,6 +177,7 @@ fn holds(pid: Pid, wanted: &str) -> bool {
 }
 
 /// `NETLINK_SOCK_DIAG` dumps of TCP sockets (see `sock_diag(7)`).
+#[cfg(target_os = "linux")]
 mod sock_diag {
     use std::io;
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -361,6 +363,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn sock_diag_and_proc_find_the_same_listener() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -377,6 +380,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn sock_diag_sees_connections_when_asked_for_the_rest() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -5,6 +5,7 @@
 
 use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 
+#[cfg(target_os = "linux")]
 use super::procfs;
 use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
@@ -32,6 +33,7 @@ impl ProcessTable {
         if pid == 0 || pid > i32::MAX as u32 {
             return Err(Error::NotFound);
         }
+        #[cfg(target_os = "linux")]
         if procfs::available() {
             let p = match procfs::read(pid) {
                 Ok(p) => p,
@@ -70,6 +72,7 @@ impl ProcessTable {
 }
 
 /// The error for a thread id that does not lead its process.
+#[cfg(target_os = "linux")]
 fn thread_of(tid: Pid, tgid: u32) -> Error {
     Error::Invalid(format!(
         "{tid} is a thread of process {tgid}, not a process"
@@ -79,6 +82,7 @@ fn thread_of(tid: Pid, tgid: u32) -> Error {
 /// `/proc` could not tell about `pid`: a missing entry may still be a live
 /// process that `/proc` hides from us (`hidepid`), so ask `kill(pid, 0)`,
 /// for which EPERM means alive.
+#[cfg(target_os = "linux")]
 fn confirm_unreadable(pid: Pid, e: &std::io::Error) -> Error {
     let what = format!("PID {pid}");
     match super::io_error(&what, e) {
@@ -100,6 +104,7 @@ pub fn state(pid: Pid) -> Result<ProcessState, Error> {
     if pid == 0 || pid > i32::MAX as u32 {
         return Ok(ProcessState::Gone);
     }
+    #[cfg(target_os = "linux")]
     if procfs::available() {
         match procfs::status(pid) {
             Ok(status) if status.tgid != pid => return Err(thread_of(pid, status.tgid)),
@@ -121,6 +126,7 @@ fn state_by_kill(pid: Pid) -> Result<ProcessState, Error> {
 
 /// The exact start token of `pid` now, if it runs and the platform has one.
 pub fn start_token(table: &mut ProcessTable, pid: Pid) -> Result<u64, Error> {
+    #[cfg(target_os = "linux")]
     if procfs::available() {
         return procfs::stat(pid)
             .map(|stat| stat.start_ticks)

@@ -8,7 +8,9 @@
 //! Which PIDs may never be signalled is the gate's rule (`gate.rs`),
 //! applied before a request gets here.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -20,6 +22,7 @@ use crate::bindings::bengal::pid_manager::signals::Signal;
 use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// A pidfd for `pid`; none where the kernel has no `pidfd_open` (Linux < 5.3).
+#[cfg(target_os = "linux")]
 fn pidfd_open(pid: Pid) -> Result<Option<OwnedFd>, Errno> {
     // SAFETY: a raw syscall with plain integer arguments.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -34,6 +37,34 @@ fn pidfd_open(pid: Pid) -> Result<Option<OwnedFd>, Errno> {
 }
 
 /// `pidfd_open` refuses a thread that does not lead its process.
+/// No pidfds off Linux: signals and waits take the `kill(2)` and polling
+/// path, after the same start-token check.
+#[cfg(not(target_os = "linux"))]
+fn pidfd_open(_pid: Pid) -> Result<Option<OwnedFd>, Errno> {
+    Ok(None)
+}
+
+/// `pidfd_send_signal(2)`.
+#[cfg(target_os = "linux")]
+fn pidfd_send_signal(fd: &OwnedFd, signo: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: a raw syscall on a pidfd we own, with no siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signo,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pidfd_send_signal(_fd: &OwnedFd, _signo: libc::c_int) -> Result<(), Errno> {
+    unreachable!("no pidfd is ever opened off Linux")
+}
+
 fn not_a_process(pid: Pid) -> Error {
     Error::Invalid(format!("{pid} is a thread id, not a process"))
 }
@@ -72,19 +103,7 @@ pub fn send(
     still_identified(processes, target)?;
     let signo = signal_number(signal) as libc::c_int;
     let sent = match &pidfd {
-        Some(fd) => {
-            // SAFETY: a raw syscall on a pidfd we own, with no siginfo.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    fd.as_raw_fd(),
-                    signo,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            };
-            if rc == 0 { Ok(()) } else { Err(Errno::last()) }
-        }
+        Some(fd) => pidfd_send_signal(fd, signo),
         None => nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             signal_number(signal),
