@@ -208,6 +208,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether the host takes its portable paths (`PIDMAN_PORTABLE=1`: what
+/// macOS runs), where a few Linux-only promises do not apply.
+pub fn portable() -> bool {
+    std::env::var("PIDMAN_PORTABLE").as_deref() == Ok("1")
+}
+
 /// Whether the tests run as root (some safety tests need another user).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

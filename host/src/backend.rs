@@ -66,7 +66,7 @@ impl Backend for Native {
     }
 
     fn process_state(&mut self, pid: Pid) -> Result<ProcessState, Error> {
-        process_table::state(pid)
+        process_table::state(&mut self.processes, pid)
     }
 
     fn inspect(&mut self, pid: Pid) -> Result<ProcessInfo, Error> {

@@ -13,6 +13,16 @@ pub mod signals;
 
 use crate::bindings::bengal::pid_manager::types::Error;
 
+/// Whether to take the portable paths even on Linux (`PIDMAN_PORTABLE=1`):
+/// the `sysinfo` process table, `kill(2)` and polling instead of pidfds,
+/// `lsof` for ports. What macOS runs, run where it can be tested.
+pub fn portable() -> bool {
+    static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PORTABLE.get_or_init(|| {
+        !cfg!(target_os = "linux") || std::env::var_os("PIDMAN_PORTABLE").is_some_and(|v| v == "1")
+    })
+}
+
 /// An `io::Error` as the guest-visible error, naming what failed.
 pub(crate) fn io_error(what: &str, e: &std::io::Error) -> Error {
     // A process that exits while its /proc files are read answers ESRCH:

@@ -26,15 +26,13 @@ impl PortTable {
     /// The TCP sockets on local `port`: listeners, or all the others.
     pub fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
         #[cfg(target_os = "linux")]
-        if let Ok(sockets) = sock_diag::sockets(port, listening) {
+        if !super::portable()
+            && let Ok(sockets) = sock_diag::sockets(port, listening)
+        {
             return Ok(sockets);
         }
-        if !Path::new(PROC_TCP[0].0).exists() {
-            return if listening {
-                self.lsof_listeners(port)
-            } else {
-                Ok(Vec::new())
-            };
+        if super::portable() || !Path::new(PROC_TCP[0].0).exists() {
+            return self.lsof_sockets(port, listening);
         }
         let mut sockets = Vec::new();
         for (path, ipv6) in PROC_TCP {
@@ -63,10 +61,16 @@ impl PortTable {
         Ok(find_inode_owner(handle))
     }
 
-    /// `lsof -nP -iTCP:<port> -sTCP:LISTEN -t`: listeners' PIDs only.
-    fn lsof_listeners(&mut self, port: u16) -> Result<Vec<TcpSocket>, Error> {
+    /// `lsof -nP -iTCP:<port> -sTCP:LISTEN -t` (or `^LISTEN`: every other
+    /// state): the PIDs of the processes with such a socket on the port.
+    fn lsof_sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
+        let state = if listening {
+            "-sTCP:LISTEN"
+        } else {
+            "-sTCP:^LISTEN"
+        };
         let output = Command::new("lsof")
-            .args(["-nP", &format!("-iTCP:{port}"), "-sTCP:LISTEN", "-t"])
+            .args(["-nP", &format!("-iTCP:{port}"), state, "-t"])
             .output()
             .map_err(|e| Error::Unsupported(format!("no /proc/net/tcp and no lsof: {e}")))?;
         let uid = nix::unistd::geteuid().as_raw();
@@ -81,7 +85,11 @@ impl PortTable {
             sockets.push(TcpSocket {
                 ipv6: false,
                 local_address: "*".into(),
-                state: TcpState::Listen,
+                state: if listening {
+                    TcpState::Listen
+                } else {
+                    TcpState::Other
+                },
                 uid,
                 handle,
             });

@@ -50,7 +50,15 @@ impl ProcessTable {
             .with_user(UpdateKind::Always);
         let system = self.system()?;
         system.refresh_processes_specifics(ProcessesToUpdate::Some(&[spid]), true, kind);
-        let process = system.process(spid).ok_or(Error::NotFound)?;
+        let Some(process) = system.process(spid) else {
+            // Not in the table: gone, or another user's that it cannot show.
+            return Err(match state_by_kill(pid)? {
+                ProcessState::Gone => Error::NotFound,
+                _ => Error::PermissionDenied(format!(
+                    "PID {pid} runs, but the process table cannot show it to this user"
+                )),
+            });
+        };
         let state = match process.status() {
             ProcessStatus::Zombie | ProcessStatus::Dead => ProcessState::Zombie,
             _ => ProcessState::Running,
@@ -63,7 +71,12 @@ impl ProcessTable {
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect(),
-            start_time_ms: process.start_time() * 1_000,
+            // Whole seconds: the last millisecond of that second, so that a
+            // process that started after its PID file (a reused PID) never
+            // looks earlier than it was; a server, which starts before it
+            // writes its file, still never looks later than the file plus
+            // the guest's one-second slack.
+            start_time_ms: process.start_time() * 1_000 + 999,
             start_token: process.start_time(),
             uid: process.user_id().map(|uid| **uid),
             state,
@@ -98,9 +111,10 @@ fn confirm_unreadable(pid: Pid, e: &std::io::Error) -> Error {
 }
 
 /// Running, zombie or gone: on Linux the state in `/proc/<pid>/status`
-/// (which also tells a thread id from a PID), confirmed by `kill(pid, 0)`
-/// where `/proc` shows nothing (EPERM means it exists).
-pub fn state(pid: Pid) -> Result<ProcessState, Error> {
+/// (which also tells a thread id from a PID); elsewhere the process table's
+/// (`sysinfo`, which sees zombies, where `kill(pid, 0)` cannot). A process
+/// neither shows is confirmed by `kill(pid, 0)`: EPERM means it exists.
+pub fn state(table: &mut ProcessTable, pid: Pid) -> Result<ProcessState, Error> {
     if pid == 0 || pid > i32::MAX as u32 {
         return Ok(ProcessState::Gone);
     }
@@ -110,10 +124,13 @@ pub fn state(pid: Pid) -> Result<ProcessState, Error> {
             Ok(status) if status.tgid != pid => return Err(thread_of(pid, status.tgid)),
             Ok(status) if status.zombie => return Ok(ProcessState::Zombie),
             Ok(_) => return Ok(ProcessState::Running),
-            Err(_) => {} // missing or hidden: ask kill(2) below
+            Err(_) => return state_by_kill(pid), // missing or hidden
         }
     }
-    state_by_kill(pid)
+    match table.inspect(pid) {
+        Ok(info) => Ok(info.state),
+        Err(_) => state_by_kill(pid),
+    }
 }
 
 fn state_by_kill(pid: Pid) -> Result<ProcessState, Error> {

@@ -55,7 +55,8 @@ macro_rules! process_info {
 /// Whether this system has a Linux `/proc`.
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::path::Path::new("/proc/self/stat").exists())
+    *AVAILABLE
+        .get_or_init(|| !super::portable() && std::path::Path::new("/proc/self/stat").exists())
 }
 
 /// The fields of `/proc/<pid>/stat` pidman reads.

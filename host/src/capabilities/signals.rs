@@ -24,6 +24,9 @@ use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 /// A pidfd for `pid`; none where the kernel has no `pidfd_open` (Linux < 5.3).
 #[cfg(target_os = "linux")]
 fn pidfd_open(pid: Pid) -> Result<Option<OwnedFd>, Errno> {
+    if super::portable() {
+        return Ok(None);
+    }
     // SAFETY: a raw syscall with plain integer arguments.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
@@ -154,7 +157,7 @@ pub fn wait_exit(
         None => {
             let mut pause = Duration::from_millis(1);
             loop {
-                if process_table::state(target.pid)? != ProcessState::Running
+                if process_table::state(processes, target.pid)? != ProcessState::Running
                     || still_identified(processes, target).is_err()
                 {
                     return Ok(true);
