@@ -22,7 +22,8 @@ export default function pidman({ pidFile, stopStale = false, timeoutSeconds } = 
       const log = server.config.logger;
       const report = await PIDManager.preflight(file, { port });
       const other = report.server;
-      if (other && other.identity.pid !== process.pid) {
+      // The plugin never names the caller: `other` is another process.
+      if (other) {
         const who = `PID ${other.identity.pid} (\`${other.command}\`)`;
         if (!stopStale) {
           throw new Error(`pidman: a dev server of this project is running: ${who}; `

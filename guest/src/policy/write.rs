@@ -10,9 +10,6 @@ use crate::wit::bengal::pid_manager::log::Level;
 use crate::wit::bengal::pid_manager::process_table::ProcessState;
 use crate::wit::bengal::pid_manager::types::{Error, Pid};
 
-/// How many fresh temporary names a writer tries before it gives up.
-const TEMP_NAME_TRIES: u32 = 4;
-
 /// A PID the file may name.
 pub fn validate_pid(pid: Pid) -> Result<Pid, Error> {
     if pid == 0 || u64::from(pid) > pidfile::PID_MAX {
@@ -33,18 +30,10 @@ pub fn write_pid_file(host: &impl Host, pid_file: &str, pid: Option<Pid>) -> Res
 /// Write `pid` to `pid_file`; the caller holds the lock (or acts for its
 /// holder).
 pub fn write_locked(host: &impl Host, pid_file: &str, pid: Pid) -> Result<(), Error> {
-    let contents = pidfile::contents(pid);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let temp = pidfile::temp_path(pid_file, host.own_pid(), host.random_u64());
-        match host.write_file_atomic(pid_file, &temp, contents.as_bytes()) {
-            Ok(()) => break,
-            // Another writer's temporary file has this name: take another.
-            Err(Error::Io(why)) if why.contains("exists") && tries < TEMP_NAME_TRIES => {}
-            Err(e) => return Err(e),
-        }
-    }
+    // A name no other writer can hold (its PID and a random nonce), created
+    // with O_EXCL: a clash is an error, never someone else's file.
+    let temp = pidfile::temp_path(pid_file, host.own_pid(), host.random_u64());
+    host.write_file_atomic(pid_file, &temp, pidfile::contents(pid).as_bytes())?;
     host.log(Level::Info, &format!("wrote PID {pid} to {pid_file}"));
     sweep_dead_writers(host, pid_file);
     Ok(())

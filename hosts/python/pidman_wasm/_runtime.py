@@ -5,6 +5,7 @@ module only converts values and forwards calls."""
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -119,7 +120,7 @@ def _read_plugin(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not (st.st_mode & 0o170000) == 0o100000:
+        if not stat.S_ISREG(st.st_mode):
             raise PIDManError(f"the plugin {path} is not a regular file")
         if st.st_size > MAX_PLUGIN_BYTES:
             raise PIDManError(f"the plugin {path} is over {MAX_PLUGIN_BYTES >> 20} MiB")
