@@ -44,8 +44,8 @@ pub trait Backend: Send + 'static {
     fn try_lock(&mut self, path: &Path, wait_ms: u32) -> Result<Option<HeldLock>, Error>;
 }
 
-/// The real operating system: `/proc` (or `sysinfo`), pidfds, sock_diag,
-/// `flock`.
+/// The real operating system, through each capability's implementation
+/// for this OS (`capabilities/*/{linux,macos,windows,unix,portable}.rs`).
 #[derive(Default)]
 pub struct Native {
     processes: process_table::ProcessTable,
@@ -58,11 +58,11 @@ impl Backend for Native {
     }
 
     fn parent_pid(&mut self) -> Pid {
-        nix::unistd::getppid().as_raw() as Pid
+        process_table::parent_pid()
     }
 
     fn own_uid(&mut self) -> u32 {
-        nix::unistd::geteuid().as_raw()
+        process_table::own_uid()
     }
 
     fn process_state(&mut self, pid: Pid) -> Result<ProcessState, Error> {

@@ -7,9 +7,8 @@
 //! renamed into place, so two writers (threads or processes) never publish
 //! each other's code under their own key.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,10 +20,15 @@ const TRAILER: usize = 4 + 8 + 8;
 const MAX_ENTRY_BYTES: u64 = 64 << 20;
 
 /// `$PIDMAN_CACHE_DIR`, else `$XDG_CACHE_HOME/pidman`, else
-/// `~/.cache/pidman`; none when there is no such place.
+/// `~/.cache/pidman` (on Windows `%LOCALAPPDATA%\pidman`); none when there
+/// is no such place.
 pub fn default_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PIDMAN_CACHE_DIR") {
         return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    if cfg!(windows) {
+        let base = std::env::var_os("LOCALAPPDATA").filter(|d| !d.is_empty())?;
+        return Some(PathBuf::from(base).join("pidman"));
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
@@ -33,20 +37,7 @@ pub fn default_dir() -> Option<PathBuf> {
     Some(base.join("pidman"))
 }
 
-/// Why a directory or file may not hold native code for this user, if so.
-fn untrusted(meta: &std::fs::Metadata) -> Option<String> {
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != euid {
-        return Some(format!("owned by uid {}, not {euid}", meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Some(format!(
-            "writable by others (mode {:o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    None
-}
+use crate::capabilities::files;
 
 /// The cache directory, made (mode 0700) when missing, if it is safe to
 /// use; else why not.
@@ -55,13 +46,13 @@ pub fn trusted_dir(dir: &Path) -> Result<&Path, String> {
         if let Some(parent) = dir.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let _ = DirBuilder::new().mode(0o700).create(dir);
+        let _ = files::create_private_dir(dir);
     }
     let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    match untrusted(&meta) {
+    match files::not_private(dir, &meta) {
         Some(why) => Err(format!("{} is {why}", dir.display())),
         None => Ok(dir),
     }
@@ -71,17 +62,14 @@ pub fn trusted_dir(dir: &Path) -> Result<&Path, String> {
 /// streaming it through a small buffer, so that the caller can map the file
 /// itself (a copy of the whole entry costs a page fault per page).
 pub fn verify(path: &Path) -> bool {
-    let Ok(mut file) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    else {
+    let Ok(mut file) = files::guarded(OpenOptions::new().read(true)).open(path) else {
         return false;
     };
     let Ok(meta) = file.metadata() else {
         return false;
     };
-    if !meta.is_file() || meta.len() > MAX_ENTRY_BYTES || untrusted(&meta).is_some() {
+    if !meta.is_file() || meta.len() > MAX_ENTRY_BYTES || files::not_private(path, &meta).is_some()
+    {
         return false;
     }
     let Some(body) = (meta.len() as usize).checked_sub(TRAILER) else {
@@ -123,19 +111,17 @@ pub fn write(path: &Path, compiled: &[u8]) {
         std::process::id(),
         WRITES.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&temp)
-        .and_then(|mut file: File| {
-            file.write_all(compiled)?;
-            file.write_all(&crc32fast::hash(compiled).to_le_bytes())?;
-            file.write_all(&(compiled.len() as u64).to_le_bytes())?;
-            file.write_all(MAGIC)
-        })
-        .and_then(|()| std::fs::rename(&temp, path));
+    let written = files::private(files::guarded(
+        OpenOptions::new().write(true).create_new(true),
+    ))
+    .open(&temp)
+    .and_then(|mut file: File| {
+        file.write_all(compiled)?;
+        file.write_all(&crc32fast::hash(compiled).to_le_bytes())?;
+        file.write_all(&(compiled.len() as u64).to_le_bytes())?;
+        file.write_all(MAGIC)
+    })
+    .and_then(|()| std::fs::rename(&temp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
@@ -144,7 +130,7 @@ pub fn write(path: &Path, compiled: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn an_entry_round_trips_and_a_flipped_bit_is_refused() {

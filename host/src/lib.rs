@@ -59,7 +59,8 @@ pub use crate::bindings::exports::bengal::pid_manager::manager::{
 };
 /// The Linux `/proc` readers behind the process table (for benchmarks).
 #[cfg(target_os = "linux")]
-pub use crate::capabilities::procfs;
+#[cfg(target_os = "linux")]
+pub use crate::capabilities::process_table::linux as procfs;
 pub use crate::error::Error;
 pub use crate::plugin::{DEFAULT_BUDGET, MAX_PLUGIN_BYTES, Plugin};
 use crate::plugin::{Exports, Session};

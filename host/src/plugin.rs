@@ -6,7 +6,6 @@
 use std::fs::OpenOptions;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -166,10 +165,7 @@ fn start_epoch_ticker(engine: &Engine) {
 /// Read a plugin file: a regular file (opened without blocking, so a FIFO
 /// cannot hang the host), at most [`MAX_PLUGIN_BYTES`].
 fn read_plugin_file(path: &Path) -> Result<Vec<u8>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
+    let file = crate::capabilities::files::nonblocking(OpenOptions::new().read(true)).open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         bail!("it is not a regular file (a directory, FIFO, socket or device)");

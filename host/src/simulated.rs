@@ -7,7 +7,6 @@
 //! directory); only their owner is simulated.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -319,7 +318,7 @@ impl Backend for Simulated {
         let world = self.world();
         Ok(FileOwner {
             uid: world.file_owners.get(path).copied().unwrap_or(world.uid),
-            mode: meta.mode() & 0o7777,
+            mode: crate::capabilities::files::mode(&meta),
             symlink: meta.file_type().is_symlink(),
         })
     }

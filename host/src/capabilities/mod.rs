@@ -7,26 +7,25 @@ pub mod files;
 pub mod log;
 pub mod ports;
 pub mod process_table;
-#[cfg(target_os = "linux")]
-pub mod procfs;
 pub mod signals;
 
 use crate::bindings::bengal::pid_manager::types::Error;
 
-/// Whether to take the portable paths even on Linux (`PIDMAN_PORTABLE=1`):
-/// the `sysinfo` process table, `kill(2)` and polling instead of pidfds,
-/// `lsof` for ports. What macOS runs, run where it can be tested.
+/// Whether to take the portable paths instead of the OS's own
+/// (`PIDMAN_PORTABLE=1`, Linux and macOS): the `sysinfo` process table,
+/// `kill(2)` and polling instead of pidfds or kqueue, `lsof` for ports. The
+/// code the Unix systems share, run where it can be tested.
+#[cfg(unix)]
 pub fn portable() -> bool {
     static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PORTABLE.get_or_init(|| {
-        !cfg!(target_os = "linux") || std::env::var_os("PIDMAN_PORTABLE").is_some_and(|v| v == "1")
-    })
+    *PORTABLE.get_or_init(|| std::env::var_os("PIDMAN_PORTABLE").is_some_and(|v| v == "1"))
 }
 
 /// An `io::Error` as the guest-visible error, naming what failed.
 pub(crate) fn io_error(what: &str, e: &std::io::Error) -> Error {
     // A process that exits while its /proc files are read answers ESRCH:
     // it is gone, which is no error.
+    #[cfg(unix)]
     if e.raw_os_error() == Some(libc::ESRCH) {
         return Error::NotFound;
     }
@@ -38,6 +37,7 @@ pub(crate) fn io_error(what: &str, e: &std::io::Error) -> Error {
 }
 
 /// An errno as the guest-visible error.
+#[cfg(unix)]
 pub(crate) fn errno_error(what: &str, errno: nix::errno::Errno) -> Error {
     io_error(what, &std::io::Error::from(errno))
 }

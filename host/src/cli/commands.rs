@@ -85,7 +85,7 @@ pub fn creating_manager(
 }
 
 fn parent_pid() -> u32 {
-    nix::unistd::getppid().as_raw() as u32
+    crate::capabilities::process_table::parent_pid()
 }
 
 /// An error the command answers with exit 1 (a refusal, not a failure).

@@ -219,10 +219,10 @@ fn serve(mut guard: Guard<'_>, command: &[OsString]) -> Result<Outcome, Error> {
     // server never starts.
     if let Some(signal) = supervise::pending() {
         guard.release()?;
-        let code = 128 + signal as u8;
-        let line = format!("{} before the server started: not started", signal.as_str());
+        let code = 128 + signal.number;
+        let line = format!("{} before the server started: not started", signal.name);
         let fields =
-            json!({"pid_file": file, "started": false, "signal": signal.as_str(), "status": code});
+            json!({"pid_file": file, "started": false, "signal": signal.name, "status": code});
         return Ok(Outcome::new(Exit::Server(code), line, fields));
     }
     let foreground = supervise::in_terminal_foreground();

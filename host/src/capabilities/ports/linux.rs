@@ -1,101 +1,45 @@
-//! `ports`: the TCP sockets on a local port and their owners. On Linux from
-//! the kernel's sock_diag netlink interface (what `ss` uses; asking for
-//! listeners only spares the kernel its walk of every connection), falling
-//! back to `/proc/net/tcp{,6}`; then the socket inode's holder from
-//! `/proc/<pid>/fd` (the caller's own user's processes first, stopping at
-//! the first match): no subprocess. Where `/proc` is missing, `lsof`.
+//! Ports on Linux: the kernel's sock_diag netlink interface (what `ss`
+//! uses; asking for listeners only spares the kernel its walk of every
+//! connection), falling back to `/proc/net/tcp{,6}`; then the socket
+//! inode's holder from `/proc/<pid>/fd` (the caller's own user's processes
+//! first, stopping at the first match): no subprocess.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::process::Command;
 
 use crate::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 const PROC_TCP: [(&str, bool); 2] = [("/proc/net/tcp", false), ("/proc/net/tcp6", true)];
 
-/// Host-side state: owners already known from `lsof`, by handle.
-#[derive(Default)]
-pub struct PortTable {
-    lsof_owners: HashMap<u64, Pid>,
+/// The TCP sockets on local `port` (listeners, or all the others); none
+/// (`Ok(None)`) where this kernel has neither sock_diag nor `/proc/net`.
+pub fn sockets(port: u16, listening: bool) -> Result<Option<Vec<TcpSocket>>, Error> {
+    if let Ok(sockets) = sock_diag::sockets(port, listening) {
+        return Ok(Some(sockets));
+    }
+    if !std::path::Path::new(PROC_TCP[0].0).exists() {
+        return Ok(None);
+    }
+    let mut sockets = Vec::new();
+    for (path, ipv6) in PROC_TCP {
+        match std::fs::read_to_string(path) {
+            Ok(table) => sockets.extend(
+                parse_proc_net_tcp(&table, port, ipv6)
+                    .into_iter()
+                    .filter(|s| (s.state == TcpState::Listen) == listening),
+            ),
+            // A kernel without IPv6 has no tcp6 table.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && ipv6 => {}
+            Err(e) => return Err(crate::capabilities::io_error(path, &e)),
+        }
+    }
+    Ok(Some(sockets))
 }
 
-impl PortTable {
-    /// The TCP sockets on local `port`: listeners, or all the others.
-    pub fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
-        #[cfg(target_os = "linux")]
-        if !super::portable()
-            && let Ok(sockets) = sock_diag::sockets(port, listening)
-        {
-            return Ok(sockets);
-        }
-        if super::portable() || !Path::new(PROC_TCP[0].0).exists() {
-            return self.lsof_sockets(port, listening);
-        }
-        let mut sockets = Vec::new();
-        for (path, ipv6) in PROC_TCP {
-            match std::fs::read_to_string(path) {
-                Ok(table) => sockets.extend(
-                    parse_proc_net_tcp(&table, port, ipv6)
-                        .into_iter()
-                        .filter(|s| (s.state == TcpState::Listen) == listening),
-                ),
-                // A kernel without IPv6 has no tcp6 table.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && ipv6 => {}
-                Err(e) => return Err(super::io_error(path, &e)),
-            }
-        }
-        Ok(sockets)
-    }
-
-    /// The PID holding socket `handle`, if a readable process holds it.
-    pub fn owner(&self, handle: u64) -> Result<Option<Pid>, Error> {
-        if let Some(&pid) = self.lsof_owners.get(&handle) {
-            return Ok(Some(pid));
-        }
-        if handle == 0 {
-            return Ok(None);
-        }
-        Ok(find_inode_owner(handle))
-    }
-
-    /// `lsof -nP -iTCP:<port> -sTCP:LISTEN -t` (or `^LISTEN`: every other
-    /// state): the PIDs of the processes with such a socket on the port.
-    fn lsof_sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
-        let state = if listening {
-            "-sTCP:LISTEN"
-        } else {
-            "-sTCP:^LISTEN"
-        };
-        let output = Command::new("lsof")
-            .args(["-nP", &format!("-iTCP:{port}"), state, "-t"])
-            .output()
-            .map_err(|e| Error::Unsupported(format!("no /proc/net/tcp and no lsof: {e}")))?;
-        let uid = nix::unistd::geteuid().as_raw();
-        let mut sockets = Vec::new();
-        for pid in String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-        {
-            // Handles for lsof's answers: 2^32 + PID, never an inode here.
-            let handle = (1u64 << 32) | u64::from(pid);
-            self.lsof_owners.insert(handle, pid);
-            sockets.push(TcpSocket {
-                ipv6: false,
-                local_address: "*".into(),
-                state: if listening {
-                    TcpState::Listen
-                } else {
-                    TcpState::Other
-                },
-                uid,
-                handle,
-            });
-        }
-        Ok(sockets)
-    }
+/// The PID holding the socket with `inode`, if a readable process holds it.
+pub fn owner(inode: u64) -> Option<Pid> {
+    find_inode_owner(inode)
 }
 
 /// The rows of a `/proc/net/tcp{,6}` table whose local port is `port`:
@@ -185,7 +129,6 @@ fn holds(pid: Pid, wanted: &str) -> bool {
 }
 
 /// `NETLINK_SOCK_DIAG` dumps of TCP sockets (see `sock_diag(7)`).
-#[cfg(target_os = "linux")]
 mod sock_diag {
     use std::io;
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -371,7 +314,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn sock_diag_and_proc_find_the_same_listener() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -388,7 +330,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn sock_diag_sees_connections_when_asked_for_the_rest() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

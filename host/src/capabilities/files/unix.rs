@@ -1,11 +1,9 @@
-//! `files`: what plain WASI cannot say, for paths inside the one directory
-//! the plugin was granted (the gate's grant (`gate.rs`), checked before these
-//! run): ownership (`lstat`) and exclusive advisory locks (`flock` on a
-//! lock file opened with `O_NOFOLLOW | O_CLOEXEC`, so that no child
-//! process inherits it).
+//! Files on the Unix systems (Linux and macOS): ownership and mode from
+//! `lstat`, and exclusive advisory locks (`flock` on a lock file opened
+//! with `O_NOFOLLOW | O_CLOEXEC`, so that no child process inherits it).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{DirBuilder, File, Metadata, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,7 +23,7 @@ pub struct LockFile {
 /// `lstat` of `path`.
 pub fn owner(path: &Path) -> Result<FileOwner, Error> {
     let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| super::io_error(&path.display().to_string(), &e))?;
+        .map_err(|e| crate::capabilities::io_error(&path.display().to_string(), &e))?;
     Ok(FileOwner {
         uid: meta.uid(),
         mode: meta.mode() & 0o7777,
@@ -50,7 +48,7 @@ pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
             Some(libc::ELOOP) => {
                 Error::Untrusted(format!("{shown} is a symlink; pidman never follows one"))
             }
-            _ => super::io_error(&shown, &e),
+            _ => crate::capabilities::io_error(&shown, &e),
         })?;
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err(Error::Invalid(format!(
@@ -69,7 +67,53 @@ pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
                 file = back;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err((_, e)) => return Err(super::errno_error(&format!("lock {shown}"), e)),
+            Err((_, e)) => {
+                return Err(crate::capabilities::errno_error(
+                    &format!("lock {shown}"),
+                    e,
+                ));
+            }
         }
     }
+}
+
+/// `opts` made safe for a path someone else may have planted: no symlink
+/// followed, no wait on a FIFO or device, not inherited by children.
+pub fn guarded(opts: &mut OpenOptions) -> &mut OpenOptions {
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+}
+
+/// `opts` that never wait on a FIFO or device (the caller checks for a
+/// regular file) and are not inherited by children; symlinks followed.
+pub fn nonblocking(opts: &mut OpenOptions) -> &mut OpenOptions {
+    opts.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+}
+
+/// `opts` for a file only this user may read or write (mode 0600).
+pub fn private(opts: &mut OpenOptions) -> &mut OpenOptions {
+    opts.mode(0o600)
+}
+
+/// Make `dir`, readable only by this user (mode 0700).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().mode(0o700).create(dir)
+}
+
+/// The permission bits of `meta`.
+pub fn mode(meta: &Metadata) -> u32 {
+    meta.mode() & 0o7777
+}
+
+/// Why the file or directory `meta` describes may not hold what only this
+/// user may write (native code), if so: another owner, or others' write
+/// permission.
+pub fn not_private(_path: &Path, meta: &Metadata) -> Option<String> {
+    let euid = crate::capabilities::process_table::own_uid();
+    if meta.uid() != euid {
+        return Some(format!("owned by uid {}, not {euid}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!("writable by others (mode {:o})", mode(meta)));
+    }
+    None
 }

@@ -1,11 +1,15 @@
-//! Linux `/proc` readers behind the process-table capability: one process's
-//! facts in three small reads (`stat`, `status`, `cmdline`), about a fifth
-//! of what a `sysinfo` refresh costs. Elsewhere the process table falls
-//! back to `sysinfo`.
+//! The process table on Linux: `/proc`, one process's facts in three small
+//! reads (`stat`, `status`, `cmdline`), about a fifth of what a `sysinfo`
+//! refresh costs. The start time in clock ticks since boot is the exact
+//! start token (10 ms precision).
 
 use std::io;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::types::{Error, Pid};
+use crate::capabilities::io_error;
 
 /// The facts pidman reads about one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +59,9 @@ macro_rules! process_info {
 /// Whether this system has a Linux `/proc`.
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE
-        .get_or_init(|| !super::portable() && std::path::Path::new("/proc/self/stat").exists())
+    *AVAILABLE.get_or_init(|| {
+        !crate::capabilities::portable() && std::path::Path::new("/proc/self/stat").exists()
+    })
 }
 
 /// The fields of `/proc/<pid>/stat` pidman reads.
@@ -188,6 +193,58 @@ fn boot_time_ms() -> u64 {
             .unwrap_or(0);
         u64::try_from(now - since_boot).unwrap_or(0)
     })
+}
+
+/// `process-table.inspect` from `/proc`: a thread id is not a process, and
+/// a process `/proc` hides (`hidepid`) is alive, not gone.
+pub fn inspect(pid: Pid) -> Result<ProcessInfo, Error> {
+    let p = read(pid).map_err(|e| confirm_unreadable(pid, &e))?;
+    if p.tgid != pid {
+        return Err(thread_of(pid, p.tgid));
+    }
+    Ok(crate::process_info!(ProcessInfo, ProcessState, pid, p))
+}
+
+/// `process-table.state` from `/proc/<pid>/status` (which also tells a
+/// thread id from a PID); a missing entry is confirmed by `kill(pid, 0)`.
+pub fn state(pid: Pid) -> Result<ProcessState, Error> {
+    match status(pid) {
+        Ok(status) if status.tgid != pid => Err(thread_of(pid, status.tgid)),
+        Ok(status) if status.zombie => Ok(ProcessState::Zombie),
+        Ok(_) => Ok(ProcessState::Running),
+        Err(_) => super::probe(pid), // missing or hidden
+    }
+}
+
+/// The start token: clock ticks since boot.
+pub fn start_token(pid: Pid) -> Result<u64, Error> {
+    stat(pid)
+        .map(|stat| stat.start_ticks)
+        .map_err(|e| io_error(&format!("PID {pid}"), &e))
+}
+
+/// The error for a thread id that does not lead its process.
+fn thread_of(tid: Pid, tgid: u32) -> Error {
+    Error::Invalid(format!(
+        "{tid} is a thread of process {tgid}, not a process"
+    ))
+}
+
+/// `/proc` could not tell about `pid`: a missing entry may still be a live
+/// process that `/proc` hides from us (`hidepid`), so ask `kill(pid, 0)`,
+/// for which EPERM means alive.
+fn confirm_unreadable(pid: Pid, e: &io::Error) -> Error {
+    let what = format!("PID {pid}");
+    match io_error(&what, e) {
+        Error::NotFound => match super::probe(pid) {
+            Ok(ProcessState::Gone) => Error::NotFound,
+            Ok(_) => {
+                Error::PermissionDenied(format!("{what} runs, but /proc hides it from this user"))
+            }
+            Err(e) => e,
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]

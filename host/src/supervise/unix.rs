@@ -1,5 +1,4 @@
-//! `pidman run`'s process handling, the OS side of it: which signals the
-//! wrapper takes over, how the server is started, and how it is watched.
+//! `pidman run` on the Unix systems (Linux and macOS).
 //!
 //! The wrapper blocks SIGINT, SIGTERM and SIGHUP in every thread before it
 //! does anything else, so that none is lost while it checks and claims; a
@@ -21,6 +20,8 @@ use std::process::{Child, Command, ExitStatus};
 
 use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::unistd::Pid as NixPid;
+
+use super::Interrupt;
 
 /// The signals the wrapper forwards.
 pub fn forwarded() -> SigSet {
@@ -58,7 +59,7 @@ pub fn reclaim_terminal() {
 
 /// A forwarded signal that arrived (and waits, blocked) since
 /// [`block_forwarded`], if any.
-pub fn pending() -> Option<Signal> {
+pub fn pending() -> Option<Interrupt> {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigpending fills the set it is given.
     if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
@@ -70,6 +71,10 @@ pub fn pending() -> Option<Signal> {
         .into_iter()
         // SAFETY: sigismember reads a valid set.
         .find(|&s| unsafe { libc::sigismember(&set, s as libc::c_int) } == 1)
+        .map(|s| Interrupt {
+            name: s.as_str(),
+            number: s as u8,
+        })
 }
 
 /// Start `command` as the server: empty signal mask, default dispositions,

@@ -1,0 +1,96 @@
+//! `ports`: the TCP sockets on a local port and their owners, one
+//! implementation per OS:
+//!
+//! - [`linux`]: sock_diag (or `/proc/net/tcp{,6}`), the owner from the
+//!   socket's inode in `/proc/<pid>/fd`.
+//! - `macos`: libproc, each process's socket descriptors
+//!   (`PROC_PIDFDSOCKETINFO`): the owner comes with the socket.
+//! - `windows`: `GetExtendedTcpTable` with owning PIDs.
+//! - [`lsof`]: the `lsof` command: where Linux has no `/proc`, and under
+//!   `PIDMAN_PORTABLE=1`.
+//!
+//! Where the owner comes with the socket, the socket's handle is
+//! `2^32 + PID` (never an inode, which are 32-bit) and the owner is
+//! remembered by handle for `owner`.
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+#[cfg(unix)]
+mod lsof;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(windows)]
+mod windows;
+
+use std::collections::HashMap;
+
+use crate::bindings::bengal::pid_manager::ports::TcpSocket;
+use crate::bindings::bengal::pid_manager::types::{Error, Pid};
+
+/// Host-side state: owners that came with their sockets, by handle.
+#[derive(Default)]
+pub struct PortTable {
+    owners: HashMap<u64, Pid>,
+}
+
+/// A socket whose owner came with it, and the handle that names it.
+pub struct Owned {
+    /// The socket, its `handle` not yet set.
+    pub socket: TcpSocket,
+    /// The process that holds it.
+    pub pid: Pid,
+}
+
+impl PortTable {
+    /// The TCP sockets on local `port`: listeners, or all the others.
+    pub fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
+        #[cfg(target_os = "linux")]
+        if !super::portable()
+            && let Some(sockets) = linux::sockets(port, listening)?
+        {
+            return Ok(sockets);
+        }
+        #[cfg(target_os = "macos")]
+        if !super::portable() {
+            return Ok(self.remember(macos::sockets(port, listening)?));
+        }
+        #[cfg(unix)]
+        {
+            Ok(self.remember(lsof::sockets(port, listening)?))
+        }
+        #[cfg(windows)]
+        {
+            Ok(self.remember(windows::sockets(port, listening)?))
+        }
+    }
+
+    /// Give each socket its handle, remembering its owner.
+    fn remember(&mut self, owned: Vec<Owned>) -> Vec<TcpSocket> {
+        owned
+            .into_iter()
+            .map(|Owned { mut socket, pid }| {
+                socket.handle = (1u64 << 32) | u64::from(pid);
+                self.owners.insert(socket.handle, pid);
+                socket
+            })
+            .collect()
+    }
+
+    /// The PID holding socket `handle`, if a readable process holds it.
+    pub fn owner(&self, handle: u64) -> Result<Option<Pid>, Error> {
+        if let Some(&pid) = self.owners.get(&handle) {
+            return Ok(Some(pid));
+        }
+        if handle == 0 || handle >> 32 != 0 {
+            return Ok(None);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            Ok(linux::owner(handle))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Ports on Windows: `GetExtendedTcpTable` with owning PIDs
+//! (`TCP_TABLE_OWNER_PID_ALL`), for IPv4 and IPv6: the owner comes with
+//! each row. Sockets have no owner uid here: the row's is the caller's.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use windows_sys::Win32::Foundation::{ERROR_INSUFFICIENT_BUFFER, NO_ERROR};
+use windows_sys::Win32::NetworkManagement::IpHelper::{
+    GetExtendedTcpTable, MIB_TCP_STATE_ESTAB, MIB_TCP_STATE_LISTEN, MIB_TCP6ROW_OWNER_PID,
+    MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
+};
+use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
+
+use super::Owned;
+use crate::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
+use crate::bindings::bengal::pid_manager::types::Error;
+
+/// The TCP sockets on local `port`, with their owners.
+pub fn sockets(port: u16, listening: bool) -> Result<Vec<Owned>, Error> {
+    let uid = crate::capabilities::process_table::own_uid();
+    let mut found = Vec::new();
+    let mut keep = |(row_port, state, pid): (u32, u32, u32), ipv6: bool, address: String| {
+        // The port is in network byte order in the low 16 bits.
+        let state = match state as i32 {
+            MIB_TCP_STATE_LISTEN => TcpState::Listen,
+            MIB_TCP_STATE_ESTAB => TcpState::Established,
+            _ => TcpState::Other,
+        };
+        if u16::from_be(row_port as u16) == port && (state == TcpState::Listen) == listening {
+            let socket = TcpSocket {
+                ipv6,
+                local_address: address,
+                state,
+                uid,
+                handle: 0,
+            };
+            found.push(Owned { socket, pid });
+        }
+    };
+    for row in rows::<MIB_TCPROW_OWNER_PID>(&table(u32::from(AF_INET))?) {
+        let address = Ipv4Addr::from(row.dwLocalAddr.to_ne_bytes()).to_string();
+        keep(
+            (row.dwLocalPort, row.dwState, row.dwOwningPid),
+            false,
+            address,
+        );
+    }
+    for row in rows::<MIB_TCP6ROW_OWNER_PID>(&table(u32::from(AF_INET6))?) {
+        let address = Ipv6Addr::from(row.ucLocalAddr).to_string();
+        keep(
+            (row.dwLocalPort, row.dwState, row.dwOwningPid),
+            true,
+            address,
+        );
+    }
+    Ok(found)
+}
+
+/// The whole owner-PID table of `family`, as the bytes of a
+/// `MIB_TCP(6)TABLE_OWNER_PID` (8-aligned).
+fn table(family: u32) -> Result<Vec<u64>, Error> {
+    let mut size = 0u32;
+    let mut buf: Vec<u64> = Vec::new();
+    loop {
+        // SAFETY: the buffer is valid for `size` bytes (none at first).
+        let rc = unsafe {
+            GetExtendedTcpTable(
+                buf.as_mut_ptr().cast(),
+                &mut size,
+                0,
+                family,
+                TCP_TABLE_OWNER_PID_ALL,
+                0,
+            )
+        };
+        match rc {
+            NO_ERROR => return Ok(buf),
+            // The table grew between the two calls: ask again.
+            ERROR_INSUFFICIENT_BUFFER => buf = vec![0u64; (size as usize).div_ceil(8) + 64],
+            code => {
+                let e = std::io::Error::from_raw_os_error(code as i32);
+                return Err(crate::capabilities::io_error("read the TCP table", &e));
+            }
+        }
+        size = (buf.len() * 8) as u32;
+    }
+}
+
+/// The rows after the table's `dwNumEntries`.
+fn rows<Row: Copy>(table: &[u64]) -> Vec<Row> {
+    let Some(&first) = table.first() else {
+        return Vec::new();
+    };
+    let count = (first & 0xffff_ffff) as usize;
+    let bytes = table.len() * 8;
+    // Rows start after the count, at the row type's alignment (4).
+    let start = 4usize.next_multiple_of(std::mem::align_of::<Row>());
+    let fits = (bytes - start) / std::mem::size_of::<Row>();
+    let base = table.as_ptr().cast::<u8>();
+    (0..count.min(fits))
+        // SAFETY: inside the buffer; unaligned reads of plain-data rows.
+        .map(|i| unsafe {
+            base.add(start + i * std::mem::size_of::<Row>())
+                .cast::<Row>()
+                .read_unaligned()
+        })
+        .collect()
+}

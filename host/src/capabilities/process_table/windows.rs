@@ -1,0 +1,181 @@
+//! The process table on Windows: `sysinfo` for the name and command line,
+//! and the process handle for the rest: its creation time (100 ns since
+//! 1601: the start token), and whether it has ended. A process that ended
+//! while someone still holds a handle to it keeps its PID and runs no code,
+//! which is what a zombie is on Unix. Processes carry no uid here.
+
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, ERROR_ACCESS_DENIED, FILETIME, GetLastError, HANDLE, WAIT_OBJECT_0,
+};
+use windows_sys::Win32::Security::{
+    GetSidSubAuthority, GetSidSubAuthorityCount, GetTokenInformation, PSID, TOKEN_QUERY,
+    TOKEN_USER, TokenUser,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetProcessTimes, OpenProcess, OpenProcessToken,
+    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, WaitForSingleObject,
+};
+
+use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::types::{Error, Pid};
+
+/// FILETIME ticks (100 ns) between 1601-01-01 and the UNIX epoch.
+const EPOCH_TICKS: u64 = 116_444_736_000_000_000;
+
+/// An open process handle, closed on drop. Like a pidfd, it pins the
+/// process: the PID cannot be reused while it is open, so what is checked
+/// through it and what is done through it concern one process.
+pub struct Process(HANDLE);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SAFETY: a handle we opened and own.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+impl Process {
+    /// Open `pid` with `access` (plus the right to read its times and wait
+    /// for it); the Win32 error code when it cannot be opened.
+    pub fn open(pid: Pid, access: u32) -> Result<Process, u32> {
+        let access = access | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE;
+        // SAFETY: a plain call; a null result is the failure.
+        let handle = unsafe { OpenProcess(access, 0, pid) };
+        if handle.is_null() {
+            // SAFETY: reads this thread's last error.
+            return Err(unsafe { GetLastError() });
+        }
+        Ok(Process(handle))
+    }
+
+    /// The raw handle, for calls that act on it.
+    pub fn handle(&self) -> HANDLE {
+        self.0
+    }
+
+    /// The creation time in FILETIME ticks (100 ns since 1601).
+    pub fn created(&self) -> Result<u64, Error> {
+        let mut times = [FILETIME {
+            dwLowDateTime: 0,
+            dwHighDateTime: 0,
+        }; 4];
+        let [c, e, k, u] = &mut times;
+        // SAFETY: four valid FILETIMEs to fill.
+        if unsafe { GetProcessTimes(self.0, c, e, k, u) } == 0 {
+            return Err(last_error("read a process's creation time"));
+        }
+        Ok(u64::from(times[0].dwHighDateTime) << 32 | u64::from(times[0].dwLowDateTime))
+    }
+
+    /// Whether it has ended (its handle is signalled).
+    pub fn ended(&self) -> bool {
+        // SAFETY: a zero-timeout wait on a handle we own.
+        unsafe { WaitForSingleObject(self.0, 0) == WAIT_OBJECT_0 }
+    }
+}
+
+/// The last Win32 error as the guest-visible error.
+pub fn last_error(what: &str) -> Error {
+    let e = std::io::Error::last_os_error();
+    crate::capabilities::io_error(what, &e)
+}
+
+/// `OpenProcess`'s failure for `pid` as the guest-visible answer: a PID
+/// that names no process is refused as an invalid parameter.
+pub fn open_error(pid: Pid, code: u32) -> Error {
+    match code {
+        ERROR_ACCESS_DENIED => {
+            Error::PermissionDenied(format!("PID {pid} runs, but this user may not open it"))
+        }
+        _ => Error::NotFound,
+    }
+}
+
+/// `process-table.inspect`: `sysinfo`'s name and command line, the handle's
+/// creation time and state (read after, so a PID reused in between shows
+/// its new start).
+pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
+    let mut info = super::portable::inspect(system, pid)?;
+    let process = Process::open(pid, 0).map_err(|code| open_error(pid, code))?;
+    let created = process.created()?;
+    info.start_token = created;
+    info.start_time_ms = created.saturating_sub(EPOCH_TICKS) / 10_000;
+    if process.ended() {
+        info.state = ProcessState::Zombie;
+    }
+    Ok(info)
+}
+
+/// `process-table.state`: whether a handle opens, and whether it has ended.
+pub fn state(pid: Pid) -> Result<ProcessState, Error> {
+    match Process::open(pid, 0) {
+        Ok(process) if process.ended() => Ok(ProcessState::Zombie),
+        Ok(_) => Ok(ProcessState::Running),
+        Err(ERROR_ACCESS_DENIED) => Ok(ProcessState::Running),
+        Err(_) => Ok(ProcessState::Gone),
+    }
+}
+
+/// The host process's parent, from the process table.
+pub fn parent_pid() -> Pid {
+    let Ok(mut system) = System::new() else {
+        return 0;
+    };
+    let own = sysinfo::Pid::from_u32(std::process::id());
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[own]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    system
+        .process(own)
+        .and_then(|p| p.parent())
+        .map_or(0, |p| p.as_u32())
+}
+
+/// The last sub-authority (the relative id) of `sid`.
+///
+/// # Safety
+/// `sid` must point to a valid SID.
+pub unsafe fn rid(sid: PSID) -> u32 {
+    // SAFETY: the caller's valid SID; its count is at least 1 for an account.
+    unsafe {
+        let count = u32::from(*GetSidSubAuthorityCount(sid));
+        *GetSidSubAuthority(sid, count.saturating_sub(1))
+    }
+}
+
+/// Call `f` with the SID of the account this process runs as.
+pub fn with_own_sid<T>(f: impl FnOnce(PSID) -> T) -> Option<T> {
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: our own process's pseudo-handle; `token` receives a handle.
+    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+        return None;
+    }
+    let token = Process(token); // closed on drop like any handle
+    let mut buf = vec![0u64; 64]; // 512 bytes, 8-aligned: a TOKEN_USER and its SID
+    let mut len = 0u32;
+    // SAFETY: the buffer is valid for its length.
+    let ok = unsafe {
+        GetTokenInformation(
+            token.0,
+            TokenUser,
+            buf.as_mut_ptr().cast(),
+            (buf.len() * 8) as u32,
+            &mut len,
+        )
+    };
+    if ok == 0 {
+        return None;
+    }
+    // SAFETY: filled with a TOKEN_USER by the successful call.
+    let user = unsafe { &*(buf.as_ptr() as *const TOKEN_USER) };
+    Some(f(user.User.Sid))
+}
+
+/// This account's relative id: pidman's "uid" on Windows.
+pub fn own_uid() -> u32 {
+    // SAFETY: the token's SID is valid inside the closure.
+    with_own_sid(|sid| unsafe { rid(sid) }).unwrap_or(u32::MAX)
+}
