@@ -12,31 +12,43 @@ use crate::support::*;
 /// Build the broken plugin once per test run.
 fn broken_plugin() -> &'static str {
     static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
-    PLUGIN
-        .get_or_init(|| {
-            let manifest = fixture("../plugins/broken/Cargo.toml");
-            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("broken-plugin");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--release",
-                    "--target",
-                    "wasm32-wasip2",
-                    "--manifest-path",
-                ])
-                .arg(&manifest)
-                .arg("--target-dir")
-                .arg(&target)
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .status()
-                .expect("run cargo for the broken plugin");
-            assert!(status.success(), "building tests/plugins/broken failed");
-            target.join("wasm32-wasip2/release/pidman_broken_plugin.wasm")
-        })
-        .to_str()
-        .unwrap()
+    PLUGIN.get_or_init(|| build_broken(&[])).to_str().unwrap()
+}
+
+/// Build the broken plugin with `features`, in a target directory of its own.
+fn build_broken(features: &[&str]) -> PathBuf {
+    let manifest = fixture("../plugins/broken/Cargo.toml");
+    let name = ["broken-plugin"].iter().chain(features).copied().collect::<Vec<_>>();
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name.join("-"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(features.iter().flat_map(|f| ["--features", f]))
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("run cargo for the broken plugin");
+    assert!(status.success(), "building tests/plugins/broken failed");
+    target.join("wasm32-wasip2/release/pidman_broken_plugin.wasm")
+}
+
+#[test]
+fn a_plugin_that_imports_the_network_is_refused_before_it_runs() {
+    let plugin = build_broken(&["network"]);
+    let env = TestEnv::new();
+    env.write_pid_file("123\n");
+    let run = env.run(&["--plugin", plugin.to_str().unwrap(), "port", "9"]);
+    run.expect(2);
+    assert!(
+        run.stderr.contains("does not fit") && run.stderr.contains("wasi:sockets"),
+        "refused at load, naming the import: {}",
+        run.stderr
+    );
+    assert_eq!(env.read_pid_file().as_deref(), Some("123\n"));
 }
 
 #[test]

@@ -38,10 +38,11 @@ mod gate;
 mod host_impl;
 mod paths;
 mod plugin;
+mod runtime;
 pub mod simulated;
 mod state;
 mod supervise;
-mod wasi_budget;
+mod wasi;
 mod watchdog;
 
 use std::path::{Path, PathBuf};

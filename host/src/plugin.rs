@@ -99,12 +99,14 @@ impl<B: Backend> Plugin<B> {
         config.epoch_interruption(true);
         // Errors stay one line, and traps stay cheap.
         config.wasm_backtrace_max_frames(None);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        // The engine that runs the plugin compiles nothing: Cranelift is
+        // set up (about 0.1 ms) only when the cache misses (`load_component`).
+        let engine =
+            Engine::new(config.clone().enable_compiler(false)).map_err(anyhow::Error::from)?;
         start_epoch_ticker(&engine);
-        let component = load_component(&engine, wasm, wasm_hash, cache)?;
+        let component = load_component(&engine, config, wasm, wasm_hash, cache)?;
         let mut linker = Linker::<PluginState<B>>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        crate::wasi_budget::shadow_clock(&mut linker)?;
+        crate::wasi::add_to_linker(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = linker
             .instantiate_pre(&component)
@@ -148,18 +150,20 @@ impl<B: Backend> Plugin<B> {
     }
 }
 
-/// Advance `engine`'s epoch every [`EPOCH_TICK`] for as long as it lives.
+/// Advance `engine`'s epoch every [`EPOCH_TICK`] for as long as it lives
+/// (a task on pidman's runtime, not a thread of its own).
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let _ = std::thread::Builder::new()
-        .name("pidman-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+    crate::runtime::get().spawn(async move {
+        let mut ticks = tokio::time::interval(EPOCH_TICK);
+        loop {
+            ticks.tick().await;
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
             }
-        });
+        }
+    });
 }
 
 /// Read a plugin file: a regular file (opened without blocking, so a FIFO
@@ -221,7 +225,10 @@ impl<B: Backend> Session<B> {
             .exit_on_overrun
             .then(|| watchdog::arm(budget + Duration::from_secs(1)));
         let guest = self.instance.bengal_pid_manager_manager();
-        let answer = f(guest, &mut self.store);
+        let answer = {
+            let _runtime = crate::runtime::enter();
+            f(guest, &mut self.store)
+        };
         self.store.data_mut().budget = Budget::NONE;
         answer.map_err(|e| {
             self.poisoned = true;
@@ -282,18 +289,30 @@ fn explain_trap(e: wasmtime::Error) -> anyhow::Error {
     e.context(message)
 }
 
-/// Compile `wasm`, or load its precompiled form from the cache (see
-/// [`cache`] for what makes an entry trusted). The key is the component's
-/// hash and the engine's compatibility hash (wasmtime version and
-/// features); an untrusted, corrupt or incompatible entry is recompiled.
+/// Load the precompiled form of `wasm` from the cache (see [`cache`] for
+/// what makes an entry trusted) into `engine`, which has no compiler; or
+/// compile it with an engine of the same `config` that has one, and cache
+/// it. The key is the component's hash, the target, and the engine's
+/// compatibility hash (wasmtime version, tunables, features); wasmtime
+/// checks the CPU features an entry was compiled for as it loads it. An
+/// untrusted, corrupt or incompatible entry is recompiled.
 fn load_component(
     engine: &Engine,
+    mut config: Config,
     wasm: &[u8],
     wasm_hash: u64,
     cache: Option<&Path>,
 ) -> Result<Component> {
+    let mut compile = |wasm: &[u8]| -> Result<Vec<u8>> {
+        let compiler = Engine::new(config.enable_compiler(true)).map_err(anyhow::Error::from)?;
+        compiler
+            .precompile_component(wasm)
+            .map_err(anyhow::Error::from)
+    };
     let Some(dir) = cache.and_then(|d| cache::trusted_dir(d).ok()) else {
-        return Component::new(engine, wasm).map_err(anyhow::Error::from);
+        let compiled = compile(wasm)?;
+        // SAFETY: compiled a moment ago, for this host, with this config.
+        return unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from);
     };
     let path = dir.join(format!("{:016x}.cwasm", cache_key(engine, wasm_hash)));
     if cache::verify(&path) {
@@ -305,11 +324,9 @@ fn load_component(
             return Ok(component);
         }
     }
-    let compiled = engine
-        .precompile_component(wasm)
-        .map_err(anyhow::Error::from)?;
+    let compiled = compile(wasm)?;
     cache::write(&path, &compiled);
-    // SAFETY: `compiled` was produced by this engine a moment ago.
+    // SAFETY: compiled a moment ago, for this host, with this config.
     unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
 }
 
@@ -324,6 +341,7 @@ fn component_hash(wasm: &[u8]) -> u64 {
 fn cache_key(engine: &Engine, wasm_hash: u64) -> u64 {
     let mut hasher = DefaultHasher::new();
     wasm_hash.hash(&mut hasher);
+    (std::env::consts::ARCH, std::env::consts::OS).hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.finish()
 }

@@ -80,8 +80,11 @@ impl Guest for Broken {
         }
     }
 
-    /// Sleeps forever through WASI.
+    /// Sleeps forever through WASI. (The `network` variant connects out
+    /// first, which imports `wasi:sockets`.)
     fn get_process_on_port(_port: u16) -> Result<PortOwner, Error> {
+        #[cfg(feature = "network")]
+        let _ = std::net::TcpStream::connect("127.0.0.1:9");
         loop {
             std::thread::sleep(std::time::Duration::from_secs(u64::MAX / 2));
         }
