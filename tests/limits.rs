@@ -18,7 +18,11 @@ fn broken_plugin() -> &'static str {
 /// Build the broken plugin with `features`, in a target directory of its own.
 fn build_broken(features: &[&str]) -> PathBuf {
     let manifest = fixture("../plugins/broken/Cargo.toml");
-    let name = ["broken-plugin"].iter().chain(features).copied().collect::<Vec<_>>();
+    let name = ["broken-plugin"]
+        .iter()
+        .chain(features)
+        .copied()
+        .collect::<Vec<_>>();
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name.join("-"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)

@@ -27,10 +27,13 @@ use std::collections::HashMap;
 use crate::bindings::bengal::pid_manager::ports::TcpSocket;
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
-/// Host-side state: owners that came with their sockets, by handle.
+/// Host-side state: owners that came with their sockets, and the users
+/// of the sockets whose owner is still to find, by handle.
 #[derive(Default)]
 pub struct PortTable {
     owners: HashMap<u64, Pid>,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    uids: HashMap<u64, u32>,
 }
 
 /// A socket whose owner came with it, and the handle that names it.
@@ -48,6 +51,7 @@ impl PortTable {
         if !super::portable()
             && let Some(sockets) = linux::sockets(port, listening)?
         {
+            self.uids.extend(sockets.iter().map(|s| (s.handle, s.uid)));
             return Ok(sockets);
         }
         #[cfg(target_os = "macos")]
@@ -86,7 +90,7 @@ impl PortTable {
         }
         #[cfg(target_os = "linux")]
         {
-            Ok(linux::owner(handle))
+            Ok(linux::owner(handle, self.uids.get(&handle).copied()))
         }
         #[cfg(not(target_os = "linux"))]
         {
