@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# Side by side, in one run: pidman against Bengal's seed algorithms (Python +
-# psutil + lsof), lsof and ss, on processes and sockets this script starts and
-# stops itself (loopback only). Prints medians and ratios.
+# Side by side, in one run, on processes and sockets this script starts and
+# stops itself (loopback only): pidman against the real peers, started the
+# way their users start them:
+# - `/bin/true`: the floor, what starting any process costs here;
+# - Bengal's own PID manager (bench/bengal_module.py: its module from the
+#   pinned PyPI wheel, psutil installed), in a virtualenv of the machine's
+#   real interpreter (never a shell shim such as pyenv's `python3`);
+# - `ss -ltnp` with a port filter, and `lsof`, for the owner of a port.
+# Then the in-process benchmark (`cargo bench`) and the installed binary.
+# Prints each goal's ratio (issue 13) and the tables the README shows.
 #
-#   bench/compare.sh            # RUNS=30 by default
+#   bench/compare.sh            # RUNS=40 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-30}
+RUNS=${RUNS:-40}
 SCALE=${SCALE:-500}
 
-command -v hyperfine >/dev/null || { apt-get update -q && apt-get install -y -q hyperfine; }
-command -v lsof >/dev/null || apt-get install -y -q lsof
-command -v ss >/dev/null || apt-get install -y -q iproute2
-python3 -c 'import psutil' 2>/dev/null || pip install -q psutil
+need() { command -v "$1" >/dev/null || { apt-get update -q && apt-get install -y -q "$2"; }; }
+need hyperfine hyperfine
+need lsof lsof
+need ss iproute2
 cargo build --release -p pidman >&2
 
-P=$PWD/target/release/pidman
-SEED="python3 $PWD/bench/seed_pid_manager.py"
-FIXTURE=$PWD/tests/fixtures/bengal
 WORK=$(mktemp -d)
+P=$PWD/target/release/pidman
+FIXTURE=$PWD/tests/fixtures/bengal
 export PIDMAN_CACHE_DIR=$WORK/cache
 STARTED=()
 cleanup() {
@@ -28,18 +34,30 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Bengal's module, importable by the virtualenv's interpreter.
+PYTHON=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
+VENV=$PWD/target/bench-venv
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PY=$VENV/bin/python
+"$PY" -m pip install -q psutil
+"$PY" bench/bengal_module.py "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >&2
+BENGAL="import sys; from pathlib import Path; from bengal_pid_manager import PIDManager as M"
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { until grep -q ready "$1" 2>/dev/null; do sleep 0.01; done; }
-hf() { hyperfine -N -i --warmup 3 --runs "$RUNS" --style basic "$@" >&2; }
+hf() { hyperfine -N -i --warmup 5 --runs "$RUNS" --style basic "$@" >&2; }
 
 "$P" --root "$WORK" path >/dev/null   # compile the plugin into the cache once
 
-# 1. A PID file holding a dead PID (prepared afresh before every run).
+# 1. Starting a process, and a PID file holding a dead PID (prepared afresh
+#    before every run).
 DEAD=$(sh -c 'echo $$')
-echo "== check: PID file with a dead PID" >&2
+echo "== start, and check: PID file with a dead PID" >&2
 hf --prepare "sh -c 'echo $DEAD > $WORK/.bengal.pid'" --export-json "$WORK/check.json" \
+  -n true /bin/true \
+  -n help "$P --help" \
   -n pidman "$P --root $WORK check" \
-  -n seed "$SEED check $WORK/.bengal.pid"
+  -n bengal "$PY -c '$BENGAL; M.check_stale_pid(Path(sys.argv[1]))' $WORK/.bengal.pid"
 
 # 2. The owner of a listening port.
 PORT=$(free_port)
@@ -50,14 +68,14 @@ port_bench() {
     -n pidman "$P port $PORT" \
     -n ss "ss -ltnpH 'sport = :$PORT'" \
     -n lsof "lsof -nP -iTCP:$PORT -sTCP:LISTEN -t" \
-    -n seed "$SEED port $PORT"
+    -n bengal "$PY -c '$BENGAL; M.get_process_on_port($PORT)'"
 }
 echo "== port owner" >&2
 port_bench "$WORK/port.json"
 
 # 3. The same with SCALE extra idle processes and SCALE extra listening sockets.
 for _ in $(seq "$SCALE"); do sleep 600 & STARTED+=($!); done
-python3 bench/many_listeners.py "$SCALE" >"$WORK/many.out" & STARTED+=($!)
+"$PY" bench/many_listeners.py "$SCALE" >"$WORK/many.out" & STARTED+=($!)
 wait_ready "$WORK/many.out"
 echo "== port owner with $SCALE extra processes and $SCALE extra sockets" >&2
 port_bench "$WORK/port-scale.json"
@@ -70,12 +88,14 @@ PREP="sh -c '$FIXTURE serve >/dev/null 2>&1 & echo \$! > $WORK/victim; sleep 0.2
 hyperfine -i --warmup 1 --runs "$(( RUNS < 15 ? RUNS : 15 ))" --style basic --prepare "$PREP" \
   --export-json "$WORK/kill.json" \
   -n pidman "$P kill \$(cat $WORK/victim)" \
-  -n seed "$SEED kill \$(cat $WORK/victim)" >&2
+  -n bengal "$PY -c '$BENGAL; M.kill_stale_process(int(sys.argv[1]))' \$(cat $WORK/victim)" >&2
 
-# 5. A server that ignores SIGTERM: how long after the timeout it is dead.
-echo "== kill --timeout 0.5: a server that ignores SIGTERM" >&2
-PREP_IGN="sh -c '$FIXTURE serve --ignore-term >/dev/null 2>&1 & echo \$! > $WORK/victim; sleep 0.3'"
-hyperfine -i --runs 5 --style basic --prepare "$PREP_IGN" --export-json "$WORK/killtimeout.json" \
-  -n pidman "$P kill \$(cat $WORK/victim) --timeout 0.5" >&2
+# 5. In process: the same check through the plugin and natively.
+echo "== in process (cargo bench)" >&2
+cargo bench -p pidman --bench plugin 2>/dev/null | tee "$WORK/divan.txt" >&2
 
-python3 bench/ratios.py "$WORK" "$SCALE" "$(wc -c < "$(ls target/release/build/pidman-*/out/pidman_guest.wasm | head -1)")"
+# 6. The installed binary.
+cargo install --quiet --locked --path host --root "$WORK/install" --target-dir target >&2
+
+python3 bench/ratios.py "$WORK" "$SCALE" "$WORK/install/bin/pidman" \
+  "$(ls target/release/build/pidman-*/out/pidman_guest.wasm | head -1)"

@@ -12,31 +12,17 @@ pidman-wasm installed (hosts/test.sh makes target/python-venv):
 """
 
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
-BENGAL = "bengal==0.5.1"
+from bengal_module import bengal_module
+
 ROUNDS_COLD = 40
 ROUNDS_WARM = 3000
-
-
-def bengal_module(work: Path) -> Path:
-    """Bengal's pid_manager.py, from the pinned wheel, runnable on 3.10+."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                    "--only-binary=:all:", "--python-version", "3.14", BENGAL,
-                    "-d", str(work)], check=True)
-    wheel = next(work.glob("bengal-*.whl"))
-    source = zipfile.ZipFile(wheel).read("bengal/server/pid_manager.py").decode()
-    source = re.sub(r"except ([\w.]+(?:, [\w.]+)+):", r"except (\1):", source)
-    module = work / "bengal_pid_manager.py"
-    module.write_text(source)
-    return module
 
 
 def dead_pid() -> int:
@@ -84,7 +70,7 @@ def warm_dead(check, pid_file: Path, dead: int) -> float:
 def main() -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "psutil"], check=True)
     work = Path(tempfile.mkdtemp(prefix="pidman-bench-"))
-    module = bengal_module(work)
+    bengal_module(work)
     env = {k: v for k, v in os.environ.items() if k != "PIDMAN_WASM"}
     env["PYTHONPATH"] = str(work)
     pid_file = work / "project" / ".bengal.pid"
