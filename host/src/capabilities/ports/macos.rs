@@ -101,7 +101,7 @@ fn socket_fds(pid: Pid) -> Vec<i32> {
                 .map(|f| f.proc_fd)
                 .collect();
         }
-        fds.reserve(fds.capacity());
+        fds.reserve(fds.capacity() * 2); // len is 0: room for twice as many
     }
 }
 

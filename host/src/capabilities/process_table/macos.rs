@@ -10,8 +10,10 @@ use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 /// `SZOMB` in `sys/proc.h`: exited, not yet reaped.
 const SZOMB: u32 = 5;
 
-/// `struct proc_bsdinfo` for `pid`.
-fn bsd_info(pid: Pid) -> Result<libc::proc_bsdinfo, Error> {
+/// `struct proc_bsdinfo` for `pid`, if libproc describes it (not for a
+/// process that is gone, and not always for a zombie, which has no task
+/// left, or for another user's).
+fn bsd_info(pid: Pid) -> Option<libc::proc_bsdinfo> {
     // SAFETY: all-zero is a valid proc_bsdinfo (integers and byte arrays).
     let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
@@ -25,17 +27,7 @@ fn bsd_info(pid: Pid) -> Result<libc::proc_bsdinfo, Error> {
             size,
         )
     };
-    if got == size {
-        return Ok(info);
-    }
-    // proc_pidinfo answers 0 with errno ESRCH for a gone process, EPERM for
-    // one this user may not read.
-    match super::probe(pid)? {
-        ProcessState::Gone => Err(Error::NotFound),
-        _ => Err(Error::PermissionDenied(format!(
-            "PID {pid} runs, but libproc does not describe it to this user"
-        ))),
-    }
+    (got == size).then_some(info)
 }
 
 fn start_us(info: &libc::proc_bsdinfo) -> u64 {
@@ -50,29 +42,27 @@ fn state_of(info: &libc::proc_bsdinfo) -> ProcessState {
     }
 }
 
-/// `process-table.inspect`: `sysinfo`'s name and command line, libproc's
-/// facts (read after, so a PID reused in between shows its new start).
+/// `process-table.inspect`: `sysinfo`'s name, command line and state, and
+/// libproc's facts where it has them (read after, so a PID reused in
+/// between shows its new start). Where libproc has none, `sysinfo`'s
+/// whole-second start time stands, as [`start_token`] then answers too.
 pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
     let mut process = super::portable::inspect(system, pid)?;
-    let info = bsd_info(pid)?;
-    process.start_time_ms = start_us(&info) / 1_000;
-    process.start_token = start_us(&info);
-    process.uid = Some(info.pbi_ruid);
-    process.state = state_of(&info);
+    if let Some(info) = bsd_info(pid) {
+        process.start_time_ms = start_us(&info) / 1_000;
+        process.start_token = start_us(&info);
+        process.uid = Some(info.pbi_ruid);
+        process.state = state_of(&info);
+    }
     Ok(process)
 }
 
-/// `process-table.state`.
-pub fn state(pid: Pid) -> Result<ProcessState, Error> {
-    match bsd_info(pid) {
-        Ok(info) => Ok(state_of(&info)),
-        Err(Error::NotFound) => Ok(ProcessState::Gone),
-        Err(Error::PermissionDenied(_)) => Ok(ProcessState::Running),
-        Err(e) => Err(e),
-    }
+/// `process-table.state`, if libproc can tell it.
+pub fn state(pid: Pid) -> Option<ProcessState> {
+    bsd_info(pid).map(|info| state_of(&info))
 }
 
-/// The start token: the start time in microseconds.
-pub fn start_token(pid: Pid) -> Result<u64, Error> {
+/// The start token (the start time in microseconds), if libproc has it.
+pub fn start_token(pid: Pid) -> Option<u64> {
     bsd_info(pid).map(|info| start_us(&info))
 }

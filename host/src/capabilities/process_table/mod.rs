@@ -4,7 +4,9 @@
 //! - [`linux`]: `/proc`; the start time in clock ticks is the exact start
 //!   token (10 ms).
 //! - `macos`: libproc's `proc_pidinfo` (start time in microseconds, state,
-//!   real uid), the command line from `sysinfo` (`KERN_PROCARGS2`).
+//!   real uid), the command line from `sysinfo` (`KERN_PROCARGS2`); where
+//!   libproc cannot describe a process (some zombies, other users'),
+//!   `sysinfo` alone.
 //! - `windows`: the process's creation time (100 ns) from its handle, the
 //!   command line from `sysinfo`; no uid (accounts are SIDs there).
 //! - [`portable`]: `sysinfo` alone (start times in whole seconds): where
@@ -80,8 +82,10 @@ pub fn state(table: &mut ProcessTable, pid: Pid) -> Result<ProcessState, Error> 
         return linux::state(pid);
     }
     #[cfg(target_os = "macos")]
-    if !super::portable() {
-        return macos::state(pid);
+    if !super::portable()
+        && let Some(state) = macos::state(pid)
+    {
+        return Ok(state);
     }
     // The table sees zombies, where `kill(pid, 0)` cannot; a process it
     // cannot show is confirmed by the probe. (Windows: the handle tells.)
@@ -100,8 +104,10 @@ pub fn start_token(table: &mut ProcessTable, pid: Pid) -> Result<u64, Error> {
         return linux::start_token(pid);
     }
     #[cfg(target_os = "macos")]
-    if !super::portable() {
-        return macos::start_token(pid);
+    if !super::portable()
+        && let Some(token) = macos::start_token(pid)
+    {
+        return Ok(token);
     }
     table.inspect(pid).map(|info| info.start_token)
 }
