@@ -4,9 +4,11 @@
 //! while someone still holds a handle to it keeps its PID and runs no code,
 //! which is what a zombie is on Unix. Processes carry no uid here.
 
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ACCESS_DENIED, FILETIME, GetLastError, HANDLE, WAIT_OBJECT_0,
+    ERROR_ACCESS_DENIED, FILETIME, GetLastError, HANDLE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::{
     GetSidSubAuthority, GetSidSubAuthorityCount, GetTokenInformation, PSID, TOKEN_QUERY,
@@ -26,14 +28,7 @@ const EPOCH_TICKS: u64 = 116_444_736_000_000_000;
 /// An open process handle, closed on drop. Like a pidfd, it pins the
 /// process: the PID cannot be reused while it is open, so what is checked
 /// through it and what is done through it concern one process.
-pub struct Process(HANDLE);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // SAFETY: a handle we opened and own.
-        unsafe { CloseHandle(self.0) };
-    }
-}
+pub struct Process(OwnedHandle);
 
 impl Process {
     /// Open `pid` with `access` (plus the right to read its times and wait
@@ -46,12 +41,13 @@ impl Process {
             // SAFETY: reads this thread's last error.
             return Err(unsafe { GetLastError() });
         }
-        Ok(Process(handle))
+        // SAFETY: a fresh handle that nothing else owns.
+        Ok(Process(unsafe { OwnedHandle::from_raw_handle(handle) }))
     }
 
     /// The raw handle, for calls that act on it.
     pub fn handle(&self) -> HANDLE {
-        self.0
+        self.0.as_raw_handle()
     }
 
     /// The creation time in FILETIME ticks (100 ns since 1601).
@@ -62,7 +58,7 @@ impl Process {
         }; 4];
         let [c, e, k, u] = &mut times;
         // SAFETY: four valid FILETIMEs to fill.
-        if unsafe { GetProcessTimes(self.0, c, e, k, u) } == 0 {
+        if unsafe { GetProcessTimes(self.handle(), c, e, k, u) } == 0 {
             return Err(last_error("read a process's creation time"));
         }
         Ok(u64::from(times[0].dwHighDateTime) << 32 | u64::from(times[0].dwLowDateTime))
@@ -71,7 +67,7 @@ impl Process {
     /// Whether it has ended (its handle is signalled).
     pub fn ended(&self) -> bool {
         // SAFETY: a zero-timeout wait on a handle we own.
-        unsafe { WaitForSingleObject(self.0, 0) == WAIT_OBJECT_0 }
+        unsafe { WaitForSingleObject(self.handle(), 0) == WAIT_OBJECT_0 }
     }
 }
 
@@ -153,13 +149,14 @@ pub fn with_own_sid<T>(f: impl FnOnce(PSID) -> T) -> Option<T> {
     if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
         return None;
     }
-    let token = Process(token); // closed on drop like any handle
+    // SAFETY: a fresh handle that nothing else owns; closed on drop.
+    let token = unsafe { OwnedHandle::from_raw_handle(token) };
     let mut buf = vec![0u64; 64]; // 512 bytes, 8-aligned: a TOKEN_USER and its SID
     let mut len = 0u32;
     // SAFETY: the buffer is valid for its length.
     let ok = unsafe {
         GetTokenInformation(
-            token.0,
+            token.as_raw_handle(),
             TokenUser,
             buf.as_mut_ptr().cast(),
             (buf.len() * 8) as u32,
