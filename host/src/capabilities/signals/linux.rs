@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{ProcessTable, portable, still_identified};
+use super::{ProcessTable, ended, portable, still_identified};
 use crate::bindings::bengal::pid_manager::signals::Signal;
 use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::capabilities::errno_error;
@@ -84,10 +84,8 @@ pub fn wait_exit(
         Err(Errno::EINVAL) => return Err(not_a_process(target.pid)),
         Err(e) => return Err(errno_error(&format!("watch PID {}", target.pid), e)),
     };
-    match still_identified(processes, target) {
-        Ok(()) => {}
-        Err(Error::NotFound | Error::Changed) => return Ok(true),
-        Err(e) => return Err(e),
+    if ended(processes, target)? {
+        return Ok(true);
     }
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     loop {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ProcessTable, still_identified};
+use super::{ProcessTable, ended};
 use crate::bindings::bengal::pid_manager::types::{Error, ProcessIdentity};
 
 /// A kqueue, closed on drop.
@@ -49,10 +49,8 @@ pub fn wait_exit(
             _ => Err(last_error(&format!("watch PID {}", target.pid))),
         };
     }
-    match still_identified(processes, target) {
-        Ok(()) => {}
-        Err(Error::NotFound | Error::Changed) => return Ok(true),
-        Err(e) => return Err(e),
+    if ended(processes, target)? {
+        return Ok(true);
     }
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     loop {

@@ -77,6 +77,17 @@ pub fn wait_exit(
     }
 }
 
+/// Whether `target` has ended by the start-token check alone: its PID names
+/// no process now, or another one.
+#[cfg(unix)]
+fn ended(processes: &mut ProcessTable, target: ProcessIdentity) -> Result<bool, Error> {
+    match still_identified(processes, target) {
+        Ok(()) => Ok(false),
+        Err(Error::NotFound | Error::Changed) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether the process behind `target.pid` is still the identified one.
 #[cfg(unix)]
 fn still_identified(processes: &mut ProcessTable, target: ProcessIdentity) -> Result<(), Error> {

@@ -67,13 +67,9 @@ pub fn wait_exit(
 }
 
 /// Whether `target` has ended: gone, a zombie, or its PID now another's.
-pub fn ended(processes: &mut ProcessTable, target: ProcessIdentity) -> Result<bool, Error> {
-    if process_table::state(processes, target.pid)? != ProcessState::Running {
-        return Ok(true);
-    }
-    match still_identified(processes, target) {
-        Ok(()) => Ok(false),
-        Err(Error::NotFound | Error::Changed) => Ok(true),
-        Err(e) => Err(e),
-    }
+fn ended(processes: &mut ProcessTable, target: ProcessIdentity) -> Result<bool, Error> {
+    Ok(
+        process_table::state(processes, target.pid)? != ProcessState::Running
+            || super::ended(processes, target)?,
+    )
 }
