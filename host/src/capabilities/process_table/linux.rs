@@ -3,7 +3,7 @@
 //! refresh costs. The start time in clock ticks since boot is the exact
 //! start token (10 ms precision).
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -91,9 +91,37 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// A `/proc` file, whole. procfs reports a size of 0, so `fs::read` would
+/// stat it and then read in doubling chunks from 32 bytes (six reads for a
+/// `stat` line); a page-sized first read takes it in one, plus the read
+/// that sees the end.
+fn read_proc(path: &str) -> io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(4096);
+    loop {
+        let len = bytes.len();
+        bytes.resize(len + 4096, 0);
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => {
+                bytes.truncate(len);
+                return Ok(bytes);
+            }
+            Ok(n) => bytes.truncate(len + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => bytes.truncate(len),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A `/proc` file as text.
+fn read_proc_text(path: &str) -> io::Result<String> {
+    String::from_utf8(read_proc(path)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: not UTF-8")))
+}
+
 /// `/proc/<pid>/stat`, parsed.
 pub fn stat(pid: u32) -> io::Result<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let text = read_proc_text(&format!("/proc/{pid}/stat"))?;
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable stat"))
 }
 
@@ -127,7 +155,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
 
 /// `/proc/<pid>/status`, parsed.
 pub fn status(pid: u32) -> io::Result<Status> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let text = read_proc_text(&format!("/proc/{pid}/status"))?;
     parse_status(&text)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable status"))
 }
@@ -148,7 +176,7 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
 pub fn read(pid: u32) -> io::Result<Process> {
     let stat = stat(pid)?;
     let status = status(pid)?;
-    let argv = match std::fs::read(format!("/proc/{pid}/cmdline")) {
+    let argv = match read_proc(&format!("/proc/{pid}/cmdline")) {
         Ok(raw) => parse_cmdline(&raw),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(e),
