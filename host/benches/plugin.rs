@@ -5,7 +5,7 @@
 //! `cargo bench -p pidman` (needs python3 for the fake Bengal server).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -47,8 +47,13 @@ fn fixture() -> &'static Fixture {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut ready = [0u8; 5];
-        child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+        // The whole "ready <pid>" line: a pipe closed before the server has
+        // written it all would end the server (EPIPE) and the benchmark.
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert!(ready.starts_with("ready"), "the fake server: {ready:?}");
         let pid = child.id();
         let root = std::env::temp_dir().join(format!("pidman-bench-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
