@@ -3,6 +3,9 @@
 //! `backend::Native`. Each does what it is asked and decides
 //! nothing; the host's own rules are the gate's (`gate.rs`).
 
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+compile_error!("pidman's host has capabilities for Linux, macOS and Windows only");
+
 pub mod files;
 pub mod log;
 pub mod ports;
