@@ -19,6 +19,7 @@ fn main() {
     let guest = root.join("guest");
     for watched in [
         guest.join("src"),
+        guest.join("wasi"),
         guest.join("Cargo.toml"),
         root.join("wit"),
     ] {

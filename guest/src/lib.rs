@@ -27,6 +27,17 @@ mod wit {
     });
 }
 
+/// Bindings for the part of WASI the guest calls directly (`wasi_files`).
+#[cfg(target_os = "wasi")]
+#[allow(missing_docs)]
+mod wit_wasi {
+    wit_bindgen::generate!({
+        path: "wasi",
+        world: "files",
+        generate_all,
+    });
+}
+
 /// The WIT types the policy speaks, generated from `wit/` (their docs are
 /// the WIT's).
 pub mod types {
@@ -44,6 +55,8 @@ pub mod types {
 
 pub mod host;
 pub mod policy;
+#[cfg(target_os = "wasi")]
+mod wasi_files;
 mod wasi_host;
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+#[cfg(not(target_os = "wasi"))]
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::host::{FileKind, FileRead, FileStat, Host};
@@ -69,6 +70,33 @@ impl Host for WasiHost {
         files::try_lock(path, wait_ms)
     }
 
+    #[cfg(target_os = "wasi")]
+    fn file_stat(&self, path: &str) -> Result<FileStat, Error> {
+        let stat = crate::wasi_files::stat(path).map_err(|e| fs_error(path, e))?;
+        Ok(FileStat {
+            kind: kind_of(stat.type_),
+            size: stat.size,
+        })
+    }
+
+    #[cfg(target_os = "wasi")]
+    fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error> {
+        use crate::wit_wasi::wasi::filesystem::types::DescriptorType;
+        let (stat, bytes) =
+            crate::wasi_files::read(path, limit as u64).map_err(|e| fs_error(path, e))?;
+        if stat.type_ != DescriptorType::RegularFile {
+            // The policy looked first (`file_stat`); this is what was opened.
+            return Err(Error::Invalid(format!(
+                "{path} is not a regular file, so not a PID file"
+            )));
+        }
+        let modified_ms = stat.data_modification_timestamp.map_or(0, |t| {
+            t.seconds * 1_000 + u64::from(t.nanoseconds) / 1_000_000
+        });
+        Ok(FileRead { bytes, modified_ms })
+    }
+
+    #[cfg(not(target_os = "wasi"))]
     fn file_stat(&self, path: &str) -> Result<FileStat, Error> {
         let meta = fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
         Ok(FileStat {
@@ -77,6 +105,7 @@ impl Host for WasiHost {
         })
     }
 
+    #[cfg(not(target_os = "wasi"))]
     fn read_file(&self, path: &str, limit: usize) -> Result<FileRead, Error> {
         let file = open_no_follow(path).map_err(|e| io_error(path, e))?;
         let meta = file.metadata().map_err(|e| io_error(path, e))?;
@@ -187,28 +216,6 @@ impl Host for WasiHost {
     }
 }
 
-/// `pread`: WASI's `descriptor.read` at an offset, one host call, where
-/// `read` goes through an input stream (three calls, and a worker thread
-/// in some hosts).
-#[cfg(target_os = "wasi")]
-fn read_at(file: &File, buf: &mut [u8], offset: usize) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `buf` is valid for writes of its length; the descriptor is
-    // open for the call's duration.
-    let n = unsafe {
-        libc::pread(
-            file.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            offset as libc::off_t,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 #[cfg(not(target_os = "wasi"))]
 fn read_at(file: &File, buf: &mut [u8], offset: usize) -> io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, offset as u64)
@@ -251,12 +258,6 @@ fn open_raw(path: &str, flags: libc::c_int) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-/// For reading.
-#[cfg(target_os = "wasi")]
-fn open_no_follow(path: &str) -> io::Result<File> {
-    open_raw(path, libc::O_RDONLY)
-}
-
 /// A file that must not exist yet (`O_EXCL`: never another writer's), for
 /// writing.
 #[cfg(target_os = "wasi")]
@@ -289,10 +290,40 @@ fn open_for_rewrite(path: &str) -> io::Result<File> {
     fs::File::create(path)
 }
 
+#[cfg(not(target_os = "wasi"))]
 fn millis_since_epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The kind of a WASI descriptor type.
+#[cfg(target_os = "wasi")]
+fn kind_of(kind: crate::wit_wasi::wasi::filesystem::types::DescriptorType) -> FileKind {
+    use crate::wit_wasi::wasi::filesystem::types::DescriptorType;
+    match kind {
+        DescriptorType::RegularFile => FileKind::Regular,
+        DescriptorType::Directory => FileKind::Directory,
+        DescriptorType::SymbolicLink => FileKind::Symlink,
+        _ => FileKind::Special,
+    }
+}
+
+/// Map a `wasi:filesystem` error to the WIT error, naming the path (as
+/// [`io_error`] does for the same errors through `std`).
+#[cfg(target_os = "wasi")]
+fn fs_error(path: &str, e: crate::wit_wasi::wasi::filesystem::types::ErrorCode) -> Error {
+    use crate::wit_wasi::wasi::filesystem::types::ErrorCode;
+    match e {
+        ErrorCode::NoEntry => Error::NotFound,
+        ErrorCode::Loop => {
+            Error::Untrusted(format!("{path} is a symlink; pidman never follows one"))
+        }
+        ErrorCode::Access | ErrorCode::NotPermitted => {
+            Error::PermissionDenied(format!("{path}: {}", e.message()))
+        }
+        _ => Error::Io(format!("{path}: {}", e.message())),
+    }
 }
 
 /// Map a WASI I/O error to the WIT error, naming the path.

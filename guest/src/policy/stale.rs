@@ -89,12 +89,11 @@ fn read_trusted(host: &impl Host, pid_file: &str) -> Result<Option<FileRead>, Er
     Ok(Some(read))
 }
 
+/// A PID file's parse and the read it came from; none if the file went.
+type Settled = Option<(Result<Pid, Garbage>, FileRead)>;
+
 /// Parse, retrying an empty file briefly (a writer may be mid-write).
-fn parse_settled(
-    host: &impl Host,
-    pid_file: &str,
-    mut read: FileRead,
-) -> Result<Option<(Result<Pid, Garbage>, FileRead)>, Error> {
+fn parse_settled(host: &impl Host, pid_file: &str, mut read: FileRead) -> Result<Settled, Error> {
     let mut parsed = pidfile::parse(&read.bytes);
     let mut tries = 0;
     while parsed == Err(Garbage::Empty) && tries < EMPTY_RETRIES {
