@@ -207,12 +207,13 @@ pub fn mode(meta: &Metadata) -> u32 {
 pub fn not_private(path: &Path, _meta: &Metadata) -> Option<String> {
     let shown = path.display().to_string();
     let own = crate::capabilities::process_table::own_uid();
-    match open_for_owner(path)
-        .map_err(|e| io_error(&shown, &e))
-        .and_then(|f| owner_uid(&f, &shown))
-    {
+    let file = match open_for_owner(path) {
+        Ok(file) => file,
+        Err(e) => return Some(format!("unreadable for its owner ({e})")),
+    };
+    match owner_uid(&file, &shown) {
         Ok(uid) if uid == own => None,
         Ok(uid) => Some(format!("owned by account {uid}, not {own}")),
-        Err(e) => Some(format!("of unknown owner ({e:?})")),
+        Err(_) => Some("of an owner Windows would not tell".into()),
     }
 }

@@ -46,7 +46,11 @@ pub struct Owned {
 
 impl PortTable {
     /// The TCP sockets on local `port`: listeners, or all the others.
+    /// Handles are good until the next call (so that a long-lived session
+    /// remembers only the latest answer's owners).
     pub fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {
+        self.owners.clear();
+        self.uids.clear();
         #[cfg(target_os = "linux")]
         if !super::portable()
             && let Some(sockets) = linux::sockets(port, listening)?
