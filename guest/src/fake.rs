@@ -10,7 +10,7 @@ use crate::host::{FileKind, FileRead, FileStat, Host};
 use crate::wit::bengal::pid_manager::files::FileOwner;
 use crate::wit::bengal::pid_manager::log::Level;
 use crate::wit::bengal::pid_manager::ports::{TcpSocket, TcpState};
-use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::process_table::{ProcessEntry, ProcessInfo, ProcessState};
 use crate::wit::bengal::pid_manager::signals::Signal;
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
@@ -44,6 +44,10 @@ pub struct Proc {
     pub stopped: bool,
     /// A SIGTERM that waits for the process to run again.
     pub term_pending: bool,
+    /// Its parent (1 unless spawned as a child).
+    pub parent: Pid,
+    /// Its process group (its own PID unless spawned as a child).
+    pub group: Pid,
 }
 
 #[derive(Clone, Debug)]
@@ -92,6 +96,11 @@ pub struct State {
     pub threads: BTreeMap<Pid, Pid>,
     /// Calls to `random_u64`, which answers them in turn.
     pub randoms: u64,
+    /// Calls to `snapshot`.
+    pub snapshots: u32,
+    /// Runs once, right after the next snapshot is taken (a change between
+    /// the snapshot and the first signal).
+    pub after_snapshot: Option<fn(&mut State)>,
 }
 
 #[derive(Clone)]
@@ -122,6 +131,10 @@ impl Fake {
         fake.spawn_at(1, "/sbin/init", T0 - 86_400_000);
         fake.spawn_at(PARENT_PID, "bengal serve", T0 - 60_000);
         fake.spawn_at(OWN_PID, "pidman check", T0 - 10);
+        fake.with_proc(OWN_PID, |p| {
+            p.parent = PARENT_PID;
+            p.group = PARENT_PID;
+        });
         fake
     }
 
@@ -139,8 +152,24 @@ impl Fake {
                 unkillable: false,
                 stopped: false,
                 term_pending: false,
+                parent: 1,
+                group: pid,
             },
         );
+    }
+
+    /// A child of `parent`, in its group, started `after_ms` after it.
+    pub fn child(&self, pid: Pid, parent: Pid, line: &str, after_ms: u64) {
+        let (start, group) = {
+            let state = self.0.borrow();
+            let p = &state.procs[&parent];
+            (p.start_ms + after_ms, p.group)
+        };
+        self.spawn_at(pid, line, start);
+        self.with_proc(pid, |p| {
+            p.parent = parent;
+            p.group = group;
+        });
     }
 
     /// A running process that started a minute ago.
@@ -260,7 +289,29 @@ impl Host for Fake {
             start_token: proc.start_ms,
             uid: Some(proc.uid),
             state: proc.state,
+            parent: proc.parent,
+            group: proc.group,
         })
+    }
+
+    fn snapshot(&self) -> Result<Vec<ProcessEntry>, Error> {
+        let mut state = self.0.borrow_mut();
+        state.snapshots += 1;
+        let entries = state
+            .procs
+            .iter()
+            .map(|(&pid, p)| ProcessEntry {
+                pid,
+                parent: p.parent,
+                group: p.group,
+                start_token: p.start_ms,
+                state: p.state,
+            })
+            .collect();
+        if let Some(change) = state.after_snapshot.take() {
+            change(&mut state);
+        }
+        Ok(entries)
     }
 
     fn send(&self, target: ProcessIdentity, signal: Signal) -> Result<(), Error> {
@@ -484,6 +535,10 @@ impl Host for Fake {
         let mut state = self.0.borrow_mut();
         let t = state.now + ms;
         Self::advance_to(&mut state, t);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.borrow().now
     }
 
     fn log(&self, _level: Level, message: &str) {

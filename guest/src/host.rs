@@ -8,7 +8,7 @@
 use crate::wit::bengal::pid_manager::files::FileOwner;
 use crate::wit::bengal::pid_manager::log::Level;
 use crate::wit::bengal::pid_manager::ports::TcpSocket;
-use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::process_table::{ProcessEntry, ProcessInfo, ProcessState};
 use crate::wit::bengal::pid_manager::signals::Signal;
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
@@ -75,6 +75,8 @@ pub trait Host {
     fn process_state(&self, pid: Pid) -> Result<ProcessState, Error>;
     /// Everything the process table knows about `pid`.
     fn inspect(&self, pid: Pid) -> Result<ProcessInfo, Error>;
+    /// Every process, in one pass: PID, parent, group, start token, state.
+    fn snapshot(&self) -> Result<Vec<ProcessEntry>, Error>;
     /// Signal exactly the identified process.
     fn send(&self, target: ProcessIdentity, signal: Signal) -> Result<(), Error>;
     /// Wait for the identified process to end; true when it did.
@@ -108,6 +110,9 @@ pub trait Host {
     fn remove_file(&self, path: &str) -> Result<(), Error>;
     /// Pause the caller.
     fn sleep_ms(&self, ms: u64);
+    /// A monotonic clock in milliseconds (from an arbitrary start), for
+    /// deadlines that span several waits.
+    fn now_ms(&self) -> u64;
     /// Explain a decision (shown by the host on `-v`).
     fn log(&self, level: Level, message: &str);
 }

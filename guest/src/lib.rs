@@ -44,12 +44,15 @@ pub mod types {
     pub use crate::wit::bengal::pid_manager::files::{FileOwner, Lock};
     pub use crate::wit::bengal::pid_manager::log::Level;
     pub use crate::wit::bengal::pid_manager::ports::{TcpSocket, TcpState};
-    pub use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+    pub use crate::wit::bengal::pid_manager::process_table::{
+        ProcessEntry, ProcessInfo, ProcessState,
+    };
     pub use crate::wit::bengal::pid_manager::signals::Signal;
     pub use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
     pub use crate::wit::exports::bengal::pid_manager::manager::{
-        Claim, ClearReport, Holder, KillOutcome, PortOwner, PortStatus, PreflightReport,
-        ProcessSummary, StaleServer, Verdict,
+        Claim, ClearReport, Holder, KillOutcome, LineageEntry, MemberStop, PortDescription,
+        PortHolder, PortOwner, PortStatus, PreflightReport, Role, StaleServer, StopReport,
+        TreeMember, Verdict,
     };
 }
 
@@ -65,12 +68,15 @@ mod fake;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tree_tests;
 
 use crate::wasi_host::WasiHost;
 use crate::wit::bengal::pid_manager::files::Lock;
 use crate::wit::bengal::pid_manager::types::{Error, Pid};
 use crate::wit::exports::bengal::pid_manager::manager::{
-    Claim, ClearReport, Guest, KillOutcome, PortOwner, PreflightReport, StaleServer,
+    Claim, ClearReport, Guest, PortDescription, PortOwner, PreflightReport, StaleServer,
+    StopReport, TreeMember,
 };
 
 /// The exported component: each function forwards to its policy module.
@@ -89,8 +95,12 @@ impl Guest for Plugin {
         policy::stale::check_stale_pid(&WasiHost, &pid_file)
     }
 
-    fn kill_stale_process(pid: Pid, timeout_ms: Option<u64>) -> Result<KillOutcome, Error> {
+    fn kill_stale_process(pid: Pid, timeout_ms: Option<u64>) -> Result<StopReport, Error> {
         policy::kill::kill_stale_process(&WasiHost, pid, timeout_ms)
+    }
+
+    fn plan_stop(pid: Pid) -> Result<Vec<TreeMember>, Error> {
+        policy::kill::plan_stop(&WasiHost, pid)
     }
 
     fn write_pid_file(pid_file: String, pid: Option<Pid>) -> Result<Pid, Error> {
@@ -103,6 +113,10 @@ impl Guest for Plugin {
 
     fn get_process_on_port(port: u16) -> Result<PortOwner, Error> {
         policy::port::process_on_port(&WasiHost, port)
+    }
+
+    fn describe_port(port: u16, pid_file: Option<String>) -> Result<PortDescription, Error> {
+        policy::port::describe_port(&WasiHost, port, pid_file.as_deref())
     }
 
     fn acquire(pid_file: String, pid: Option<Pid>) -> Result<Claim, Error> {

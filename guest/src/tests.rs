@@ -279,7 +279,7 @@ fn kill_terminates_with_sigterm_when_the_process_obeys() {
     fake.spawn(4242, "bengal serve");
     let start = fake.now();
     assert_eq!(
-        kill_stale_process(&fake, 4242, None),
+        kill_stale_process(&fake, 4242, None).map(|r| r.outcome),
         Ok(KillOutcome::Terminated)
     );
     assert_eq!(
@@ -296,7 +296,7 @@ fn kill_escalates_to_sigkill_at_the_timeout() {
     fake.with_proc(4242, |p| p.on_term = OnTerm::Ignore);
     let start = fake.now();
     assert_eq!(
-        kill_stale_process(&fake, 4242, None),
+        kill_stale_process(&fake, 4242, None).map(|r| r.outcome),
         Ok(KillOutcome::Killed)
     );
     assert_eq!(
@@ -313,7 +313,7 @@ fn kill_escalates_to_sigkill_at_the_timeout() {
     fake.spawn(4242, "bengal serve");
     fake.with_proc(4242, |p| p.on_term = OnTerm::Ignore);
     assert_eq!(
-        kill_stale_process(&fake, 4242, Some(300)),
+        kill_stale_process(&fake, 4242, Some(300)).map(|r| r.outcome),
         Ok(KillOutcome::Killed)
     );
     assert_eq!(fake.now() - T0, 300);
@@ -338,13 +338,13 @@ fn kill_reports_a_process_that_survives_sigkill() {
 fn kill_of_a_dead_or_zombie_process_is_already_gone() {
     let fake = Fake::new();
     assert_eq!(
-        kill_stale_process(&fake, 4242, None),
+        kill_stale_process(&fake, 4242, None).map(|r| r.outcome),
         Ok(KillOutcome::AlreadyGone)
     );
     fake.spawn(4243, "bengal serve");
     fake.with_proc(4243, |p| p.state = ProcessState::Zombie);
     assert_eq!(
-        kill_stale_process(&fake, 4243, None),
+        kill_stale_process(&fake, 4243, None).map(|r| r.outcome),
         Ok(KillOutcome::AlreadyGone)
     );
     assert!(fake.signals().is_empty());
@@ -531,11 +531,11 @@ fn preflight_finds_the_server_from_the_pid_file_and_clears_it() {
     assert_eq!(report.verdict, Verdict::StaleServer);
     let server = report.server.unwrap();
     assert!(server.holds_port && server.from_pid_file && !server.claimed);
-    assert!(matches!(report.port, PortStatus::HeldByServer));
+    assert!(matches!(report.port, PortStatus::HeldByServer(_)));
 
     fake.0.borrow_mut().sockets.clear(); // the socket closes with the process
     let cleared = clear_stale(&fake, PID_FILE, &server, Some(5173), None).unwrap();
-    assert_eq!(cleared.outcome, KillOutcome::Terminated);
+    assert_eq!(cleared.stopped.outcome, KillOutcome::Terminated);
     assert!(matches!(cleared.port, PortStatus::Free));
     assert_eq!(fake.file(PID_FILE), None);
 }
@@ -559,8 +559,8 @@ fn preflight_never_touches_another_programs_port() {
     assert_eq!(report.verdict, Verdict::PortBusy);
     match report.port {
         PortStatus::HeldByOther(p) => {
-            assert_eq!(p.pid, 4242);
-            assert_eq!(p.command, "node vite");
+            assert_eq!(p.lineage[0].pid, 4242);
+            assert_eq!(p.lineage[0].command, "node vite");
         }
         other => panic!("{other:?}"),
     }
@@ -577,7 +577,7 @@ fn clear_stale_never_signals_a_process_that_reused_the_pid() {
     // The server dies; an unrelated process gets its PID.
     fake.spawn_at(4242, "bengal serve", fake.now());
     let cleared = clear_stale(&fake, PID_FILE, &server, None, None).unwrap();
-    assert_eq!(cleared.outcome, KillOutcome::AlreadyGone);
+    assert_eq!(cleared.stopped.outcome, KillOutcome::AlreadyGone);
     assert!(fake.signals().is_empty());
 }
 
@@ -670,7 +670,7 @@ fn a_stopped_server_is_woken_to_act_on_sigterm() {
     fake.spawn(4242, "bengal serve");
     fake.with_proc(4242, |p| p.stopped = true);
     assert_eq!(
-        kill_stale_process(&fake, 4242, None),
+        kill_stale_process(&fake, 4242, None).map(|r| r.outcome),
         Ok(KillOutcome::Terminated)
     );
     assert_eq!(
@@ -766,7 +766,8 @@ fn a_claim_names_its_claimant_and_is_handed_over_and_released() {
     let token = fake.0.borrow().procs[&4242].start_ms;
     assert_eq!(
         fake.file(LOCK),
-        Some(format!("4242 {token}\n").into_bytes())
+        Some(format!("4242 {token} 4242\n").into_bytes()),
+        "a server that leads its process group has the group recorded"
     );
     assert!(matches!(
         hand_over(&fake, PID_FILE, 31337),

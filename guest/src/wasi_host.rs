@@ -11,7 +11,7 @@ use crate::host::{FileKind, FileRead, FileStat, Host};
 use crate::wit::bengal::pid_manager::files::{self, FileOwner, Lock};
 use crate::wit::bengal::pid_manager::log::{self, Level};
 use crate::wit::bengal::pid_manager::ports::{self, TcpSocket};
-use crate::wit::bengal::pid_manager::process_table::{self, ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::process_table::{self, ProcessEntry, ProcessInfo, ProcessState};
 use crate::wit::bengal::pid_manager::signals::{self, Signal};
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
@@ -44,6 +44,10 @@ impl Host for WasiHost {
 
     fn inspect(&self, pid: Pid) -> Result<ProcessInfo, Error> {
         process_table::inspect(pid)
+    }
+
+    fn snapshot(&self) -> Result<Vec<ProcessEntry>, Error> {
+        process_table::snapshot()
     }
 
     fn send(&self, target: ProcessIdentity, signal: Signal) -> Result<(), Error> {
@@ -209,6 +213,13 @@ impl Host for WasiHost {
 
     fn sleep_ms(&self, ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+
+    fn now_ms(&self) -> u64 {
+        // WASI's monotonic clock (std's `Instant` on wasip2).
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn log(&self, level: Level, message: &str) {

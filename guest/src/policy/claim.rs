@@ -20,8 +20,9 @@ pub enum Acquired<L> {
     Held(Holder),
 }
 
-/// The running process `pid`, pinned to its start token.
-fn running(host: &impl Host, pid: Pid) -> Result<ProcessIdentity, Error> {
+/// The running process `pid`, pinned to its start token, with the process
+/// group it leads (its tree, should it die and leave members behind).
+fn running(host: &impl Host, pid: Pid) -> Result<lock::Record, Error> {
     let info = host.inspect(pid).map_err(|e| match e {
         Error::NotFound => {
             Error::Invalid(format!("PID {pid} is not running: nothing to claim for"))
@@ -33,9 +34,12 @@ fn running(host: &impl Host, pid: Pid) -> Result<ProcessIdentity, Error> {
             "PID {pid} is not running: nothing to claim for"
         )));
     }
-    Ok(ProcessIdentity {
-        pid,
-        start_token: info.start_token,
+    Ok(lock::Record {
+        claimant: ProcessIdentity {
+            pid,
+            start_token: info.start_token,
+        },
+        group: (info.group == pid).then_some(pid),
     })
 }
 

@@ -1,12 +1,15 @@
-//! Stopping a process: which PIDs may never be signalled, and the
-//! SIGTERM / wait / SIGKILL schedule.
+//! Stopping a server and its tree: which PIDs may never be signalled, and
+//! the SIGTERM / wait / SIGKILL schedule.
 
 use crate::host::Host;
 use crate::wit::bengal::pid_manager::log::Level;
-use crate::wit::bengal::pid_manager::process_table::ProcessState;
+use crate::policy::tree::{self, Snapshot};
+use crate::wit::bengal::pid_manager::process_table::{ProcessEntry, ProcessState};
 use crate::wit::bengal::pid_manager::signals::Signal;
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::wit::exports::bengal::pid_manager::manager::KillOutcome;
+use crate::wit::exports::bengal::pid_manager::manager::{
+    KillOutcome, MemberStop, StopReport, TreeMember,
+};
 
 /// How long a server gets to exit after SIGTERM (Bengal's default).
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -29,83 +32,239 @@ pub fn refusal(host: &impl Host, pid: Pid) -> Option<String> {
     }
 }
 
-/// `kill-stale-process`: stop `pid` (whoever it is now).
-pub fn kill_stale_process(
-    host: &impl Host,
-    pid: Pid,
-    timeout_ms: Option<u64>,
-) -> Result<KillOutcome, Error> {
+/// The stop that `kill-stale-process` would make for `pid`: the running
+/// root pinned by its start token, after the refusals; none when `pid`
+/// does not run.
+fn root_to_stop(host: &impl Host, pid: Pid) -> Result<Option<ProcessIdentity>, Error> {
     if let Some(why) = refusal(host, pid) {
         return Err(Error::Denied(format!("refusing to signal: {why}")));
     }
     let info = match host.inspect(pid) {
         Ok(info) => info,
-        Err(Error::NotFound) => return Ok(KillOutcome::AlreadyGone),
+        Err(Error::NotFound) => return Ok(None),
         Err(e) => return Err(e),
     };
     if info.state != ProcessState::Running {
-        return Ok(KillOutcome::AlreadyGone);
+        return Ok(None);
     }
-    let own_uid = host.own_uid();
-    if let Some(uid) = info.uid.filter(|&uid| own_uid != 0 && uid != own_uid) {
-        return Err(Error::PermissionDenied(format!(
-            "PID {pid} belongs to uid {uid}, and pidman runs as uid {own_uid}"
-        )));
-    }
-    stop(
-        host,
-        ProcessIdentity {
-            pid,
-            start_token: info.start_token,
-        },
-        timeout_ms,
-    )
+    check_owner(host, pid, info.uid)?;
+    Ok(Some(ProcessIdentity {
+        pid,
+        start_token: info.start_token,
+    }))
 }
 
-/// SIGTERM, wait up to the timeout, SIGKILL, confirm: all aimed at exactly
-/// `target`, so a PID reused meanwhile is never signalled.
-pub fn stop(
+/// Refuse another user's process (unless pidman runs as root).
+fn check_owner(host: &impl Host, pid: Pid, uid: Option<u32>) -> Result<(), Error> {
+    let own_uid = host.own_uid();
+    match uid.filter(|&uid| own_uid != 0 && uid != own_uid) {
+        Some(uid) => Err(Error::PermissionDenied(format!(
+            "PID {pid} belongs to uid {uid}, and pidman runs as uid {own_uid}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The members of the tree of `root` (and of its claim's `group`) in one
+/// snapshot, refusing a root that is one of the caller's ancestors.
+pub fn plan(
     host: &impl Host,
-    target: ProcessIdentity,
+    root: ProcessIdentity,
+    group: Option<Pid>,
+) -> Result<Vec<ProcessEntry>, Error> {
+    let snapshot = Snapshot::take(host)?;
+    let callers = snapshot.callers(host.own_pid(), host.parent_pid());
+    if callers.contains(&root.pid) {
+        return Err(Error::Denied(format!(
+            "refusing to signal: PID {} is an ancestor of pidman (the caller)",
+            root.pid
+        )));
+    }
+    Ok(snapshot.tree(root, group, &callers))
+}
+
+/// `plan-stop`: the tree `kill-stale-process` would stop, signalling none.
+pub fn plan_stop(host: &impl Host, pid: Pid) -> Result<Vec<TreeMember>, Error> {
+    match root_to_stop(host, pid)? {
+        Some(root) => Ok(tree::describe(host, &plan(host, root, None)?)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `kill-stale-process`: stop `pid` (whoever it is now) and its tree.
+pub fn kill_stale_process(
+    host: &impl Host,
+    pid: Pid,
     timeout_ms: Option<u64>,
-) -> Result<KillOutcome, Error> {
+) -> Result<StopReport, Error> {
+    let timeout_ms = valid_timeout(timeout_ms)?;
+    let Some(root) = root_to_stop(host, pid)? else {
+        return Ok(gone());
+    };
+    let members = plan(host, root, None)?;
+    stop_tree(host, root, &members, timeout_ms)
+}
+
+/// A report for a server that was gone before anything was signalled.
+pub fn gone() -> StopReport {
+    StopReport {
+        outcome: KillOutcome::AlreadyGone,
+        members: Vec::new(),
+    }
+}
+
+/// The grace period asked for, or the default; an absurd one is refused.
+pub fn valid_timeout(timeout_ms: Option<u64>) -> Result<u64, Error> {
     let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if timeout_ms > MAX_TIMEOUT_MS {
         return Err(Error::Invalid(format!(
             "a timeout of {timeout_ms} ms is over the limit of {MAX_TIMEOUT_MS} ms"
         )));
     }
-    if let Some(why) = refusal(host, target.pid) {
-        return Err(Error::Denied(format!("refusing to signal: {why}")));
+    Ok(timeout_ms)
+}
+
+/// One member during a stop.
+struct Stopping {
+    target: ProcessIdentity,
+    command: String,
+    outcome: Option<KillOutcome>,
+}
+
+/// Stop `members` (the tree of `root`, from one snapshot): SIGTERM and
+/// SIGCONT to each, the root first; wait for all of them within one
+/// timeout; SIGKILL every survivor and confirm. Every signal is aimed at
+/// a pinned identity, so a PID reused meanwhile is never signalled. Ok only
+/// when every member is gone.
+pub fn stop_tree(
+    host: &impl Host,
+    root: ProcessIdentity,
+    members: &[ProcessEntry],
+    timeout_ms: u64,
+) -> Result<StopReport, Error> {
+    let mut stopping = Vec::with_capacity(members.len());
+    for (member, described) in members.iter().zip(tree::describe(host, members)) {
+        if let Some(why) = refusal(host, member.pid) {
+            return Err(Error::Denied(format!("refusing to signal: {why}")));
+        }
+        if let Ok(info) = host.inspect(member.pid)
+            && info.start_token == member.start_token
+        {
+            check_owner(host, member.pid, info.uid)?;
+        }
+        stopping.push(Stopping {
+            target: described.identity,
+            command: described.command,
+            outcome: None,
+        });
     }
+    let mut failures = Vec::new();
+    for (i, member) in stopping.iter_mut().enumerate() {
+        match terminate(host, member.target) {
+            Ok(true) => {}
+            Ok(false) => member.outcome = Some(KillOutcome::AlreadyGone),
+            // The root first: a refusal there stops the whole stop before
+            // any other process is signalled.
+            Err(e) if i == 0 => return Err(e),
+            Err(e) => failures.push((member.target.pid, e)),
+        }
+    }
+    let deadline = host.now_ms().saturating_add(timeout_ms);
+    for member in stopping.iter_mut().filter(|m| m.outcome.is_none()) {
+        let left = deadline.saturating_sub(host.now_ms());
+        if host.wait_exit(member.target, left)? {
+            host.log(
+                Level::Info,
+                &format!("{} exited after SIGTERM", member.target.pid),
+            );
+            member.outcome = Some(KillOutcome::Terminated);
+        }
+    }
+    for member in stopping.iter_mut().filter(|m| m.outcome.is_none()) {
+        let pid = member.target.pid;
+        if failures.iter().any(|(failed, _)| *failed == pid) {
+            continue;
+        }
+        match host.send(member.target, Signal::Kill) {
+            Ok(()) => host.log(
+                Level::Info,
+                &format!("{pid} still ran {timeout_ms} ms after SIGTERM: sent SIGKILL"),
+            ),
+            Err(Error::NotFound | Error::Changed) => {
+                member.outcome = Some(KillOutcome::Terminated);
+            }
+            Err(e) => failures.push((pid, e)),
+        }
+    }
+    let deadline = host.now_ms().saturating_add(KILL_CONFIRM_MS);
+    let mut survivors = Vec::new();
+    for member in stopping.iter_mut().filter(|m| m.outcome.is_none()) {
+        let pid = member.target.pid;
+        if failures.iter().any(|(failed, _)| *failed == pid) {
+            continue;
+        }
+        let left = deadline.saturating_sub(host.now_ms());
+        if host.wait_exit(member.target, left)? {
+            member.outcome = Some(KillOutcome::Killed);
+        } else {
+            survivors.push(pid);
+        }
+    }
+    if let Some(error) = unfinished(failures, &survivors) {
+        return Err(error);
+    }
+    let members: Vec<MemberStop> = stopping
+        .into_iter()
+        .map(|m| MemberStop {
+            pid: m.target.pid,
+            command: m.command,
+            outcome: m.outcome.unwrap_or(KillOutcome::Killed),
+        })
+        .collect();
+    let outcome = members
+        .iter()
+        .find(|m| m.pid == root.pid)
+        .map_or(KillOutcome::AlreadyGone, |m| m.outcome);
+    Ok(StopReport { outcome, members })
+}
+
+/// SIGTERM, then SIGCONT (a stopped process acts on SIGTERM only once it
+/// runs again; a running one ignores SIGCONT). False when the process was
+/// already gone.
+fn terminate(host: &impl Host, target: ProcessIdentity) -> Result<bool, Error> {
     let pid = target.pid;
     match host.send(target, Signal::Term) {
         Ok(()) => host.log(Level::Info, &format!("sent SIGTERM to {pid}")),
-        Err(Error::NotFound | Error::Changed) => return Ok(KillOutcome::AlreadyGone),
+        Err(Error::NotFound | Error::Changed) => return Ok(false),
         Err(e) => return Err(e),
     }
-    // A stopped process (SIGSTOP, Ctrl-Z) cannot act on SIGTERM until it
-    // runs again; a running one ignores SIGCONT.
     match host.send(target, Signal::Cont) {
         Ok(()) | Err(Error::NotFound | Error::Changed) => {}
         Err(e) => host.log(Level::Debug, &format!("SIGCONT to {pid}: {e:?}")),
     }
-    if host.wait_exit(target, timeout_ms)? {
-        host.log(Level::Info, &format!("{pid} exited after SIGTERM"));
-        return Ok(KillOutcome::Terminated);
+    Ok(true)
+}
+
+/// The error for a stop that left processes running: the first refusal,
+/// naming every process that could not be signalled or outlived SIGKILL.
+fn unfinished(failures: Vec<(Pid, Error)>, survivors: &[Pid]) -> Option<Error> {
+    let list = |pids: &mut dyn Iterator<Item = Pid>| {
+        pids.map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    if !survivors.is_empty() {
+        return Some(Error::Survived(format!(
+            "PID {} still ran {KILL_CONFIRM_MS} ms after SIGKILL (uninterruptible sleep?)",
+            list(&mut survivors.iter().copied())
+        )));
     }
-    match host.send(target, Signal::Kill) {
-        Ok(()) => host.log(
-            Level::Info,
-            &format!("{pid} still ran {timeout_ms} ms after SIGTERM: sent SIGKILL"),
-        ),
-        Err(Error::NotFound | Error::Changed) => return Ok(KillOutcome::Terminated),
-        Err(e) => return Err(e),
-    }
-    if host.wait_exit(target, KILL_CONFIRM_MS)? {
-        return Ok(KillOutcome::Killed);
-    }
-    Err(Error::Survived(format!(
-        "PID {pid} still runs {KILL_CONFIRM_MS} ms after SIGKILL (uninterruptible sleep?)"
-    )))
+    let failed = list(&mut failures.iter().map(|(pid, _)| *pid));
+    let (_, first) = failures.into_iter().next()?;
+    let why = crate::policy::lock::describe(&first).to_owned();
+    Some(match first {
+        Error::PermissionDenied(_) => {
+            Error::PermissionDenied(format!("could not signal PID {failed} of the tree: {why}"))
+        }
+        Error::Denied(_) => Error::Denied(format!("could not signal PID {failed} of the tree: {why}")),
+        other => other,
+    })
 }

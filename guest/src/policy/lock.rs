@@ -58,21 +58,56 @@ pub fn describe(e: &Error) -> &str {
     }
 }
 
-/// A claimant's record in the lock file.
-pub fn record(claimant: ProcessIdentity) -> String {
-    format!("{} {}\n", claimant.pid, claimant.start_token)
+/// What a claim records in the lock file: its server, and the process
+/// group that server leads (its tree once it is gone), when it leads one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// The claimant (the server), pinned by its start token.
+    pub claimant: ProcessIdentity,
+    /// The process group it leads.
+    pub group: Option<Pid>,
 }
 
-/// The claimant a lock file's contents name, if they name one.
-pub fn parse_record(bytes: &[u8]) -> Option<ProcessIdentity> {
+/// A claimant's record in the lock file: `<pid> <start-token>[ <group>]`.
+pub fn record(claim: Record) -> String {
+    let ProcessIdentity { pid, start_token } = claim.claimant;
+    match claim.group {
+        Some(group) => format!("{pid} {start_token} {group}\n"),
+        None => format!("{pid} {start_token}\n"),
+    }
+}
+
+/// The claim a lock file's contents record, if they record one.
+pub fn parse_record(bytes: &[u8]) -> Option<Record> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut fields = text.split_ascii_whitespace();
     let pid = pidfile::parse(fields.next()?.as_bytes()).ok()?;
     let start_token = fields.next()?.parse().ok()?;
-    fields
-        .next()
-        .is_none()
-        .then_some(ProcessIdentity { pid, start_token })
+    let group = match fields.next() {
+        Some(group) => Some(pidfile::parse(group.as_bytes()).ok()?),
+        None => None,
+    };
+    fields.next().is_none().then_some(Record {
+        claimant: ProcessIdentity { pid, start_token },
+        group,
+    })
+}
+
+/// The claim recorded in `pid_file`'s lock file, whether or not anyone
+/// holds the lock now, and whether or not its server still runs: evidence
+/// of which tree a `pidman run` of this project started, never of a live
+/// claim. Only a regular lock file of the caller's (or root's) that other
+/// users cannot write is read.
+pub fn recorded_claim(host: &impl Host, pid_file: &str) -> Option<Record> {
+    let lock_path = pidfile::lock_path(pid_file);
+    let owner = host.file_owner(&lock_path).ok()?;
+    let own_uid = host.own_uid();
+    if owner.symlink || (owner.uid != own_uid && owner.uid != 0) || owner.mode & 0o002 != 0 {
+        return None;
+    }
+    let stat = host.file_stat(&lock_path).ok()?;
+    pidfile::refuse_unless_pid_file(&lock_path, &stat).ok()?;
+    parse_record(&host.read_file(&lock_path, pidfile::MAX_BYTES).ok()?.bytes)
 }
 
 /// The live process the lock file at `lock_path` names, if it still runs
@@ -82,7 +117,7 @@ fn named_claimant(host: &impl Host, lock_path: &str) -> Option<ProcessIdentity> 
     let stat = host.file_stat(lock_path).ok()?;
     pidfile::refuse_unless_pid_file(lock_path, &stat).ok()?;
     let read = host.read_file(lock_path, pidfile::MAX_BYTES).ok()?;
-    let named = parse_record(&read.bytes)?;
+    let named = parse_record(&read.bytes)?.claimant;
     let info = host.inspect(named.pid).ok()?;
     (info.state == ProcessState::Running && info.start_token == named.start_token).then_some(named)
 }
@@ -158,13 +193,9 @@ pub fn ensure_dir(host: &impl Host, pid_file: &str) -> Result<(), Error> {
     }
 }
 
-/// Name `claimant` in the lock we hold.
-pub fn name_claimant(
-    host: &impl Host,
-    pid_file: &str,
-    claimant: ProcessIdentity,
-) -> Result<(), Error> {
-    host.write_file(&pidfile::lock_path(pid_file), record(claimant).as_bytes())
+/// Name the claimant (and its group) in the lock we hold.
+pub fn name_claimant(host: &impl Host, pid_file: &str, claim: Record) -> Result<(), Error> {
+    host.write_file(&pidfile::lock_path(pid_file), record(claim).as_bytes())
 }
 
 /// Clear the claimant's record before the lock is let go, so that no later
@@ -179,12 +210,16 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_garbage_names_nobody() {
-        let who = ProcessIdentity {
+        let claimant = ProcessIdentity {
             pid: 42,
             start_token: 98_765,
         };
-        assert_eq!(parse_record(record(who).as_bytes()), Some(who));
-        for garbage in ["", "\n", "42", "42 x", "0 5", "-1 5", "42 5 6", "x 5"] {
+        for group in [None, Some(42)] {
+            let claim = Record { claimant, group };
+            assert_eq!(parse_record(record(claim).as_bytes()), Some(claim));
+        }
+        assert_eq!(parse_record(b"42 5"), Some(Record { claimant: ProcessIdentity { pid: 42, start_token: 5 }, group: None }));
+        for garbage in ["", "\n", "42", "42 x", "0 5", "-1 5", "42 5 6 7", "42 5 x", "42 5 0", "x 5"] {
             assert_eq!(parse_record(garbage.as_bytes()), None, "{garbage:?}");
         }
     }

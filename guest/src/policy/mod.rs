@@ -6,8 +6,9 @@
 //! - [`stale`]: whether a file still belongs to a live server (judging only);
 //! - [`write`]: every change to the file (write, remove, stale removal);
 //! - [`claim`]: the claim for a server's life (acquire, hand over, release);
-//! - [`kill`]: which PIDs are never signalled, and TERM/wait/KILL;
-//! - [`port`]: listener first, then any holder;
+//! - [`tree`]: which processes form a server's tree (one snapshot);
+//! - [`kill`]: which PIDs are never signalled, and TERM/wait/KILL for a tree;
+//! - [`port`]: listener first, then any holder, and the server above it;
 //! - [`preflight`]: the dev-server start check.
 
 pub mod claim;
@@ -18,4 +19,5 @@ pub mod pidfile;
 pub mod port;
 pub mod preflight;
 pub mod stale;
+pub mod tree;
 pub mod write;

@@ -15,7 +15,8 @@ use crate::bengal::pid_manager::process_table;
 use crate::bengal::pid_manager::signals;
 use crate::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::exports::bengal::pid_manager::manager::{
-    Claim, ClearReport, Guest, KillOutcome, PortOwner, PreflightReport, StaleServer,
+    Claim, ClearReport, Guest, PortDescription, PortOwner, PreflightReport, StaleServer,
+    StopReport, TreeMember,
 };
 
 struct Broken;
@@ -57,7 +58,7 @@ impl Guest for Broken {
     }
 
     /// Crashes.
-    fn kill_stale_process(pid: Pid, _timeout_ms: Option<u64>) -> Result<KillOutcome, Error> {
+    fn kill_stale_process(pid: Pid, _timeout_ms: Option<u64>) -> Result<StopReport, Error> {
         panic!("the broken plugin was asked to kill {pid}");
     }
 
@@ -107,6 +108,14 @@ impl Guest for Broken {
             Ok(_) => unsupported(),
             Err(e) => Err(Error::Io(e.to_string())),
         }
+    }
+
+    fn plan_stop(_pid: Pid) -> Result<Vec<TreeMember>, Error> {
+        unsupported()
+    }
+
+    fn describe_port(_port: u16, _pid_file: Option<String>) -> Result<PortDescription, Error> {
+        unsupported()
     }
 
     fn hand_over(_claim: &Lock, _pid_file: String, _pid: Pid) -> Result<(), Error> {

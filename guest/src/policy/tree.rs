@@ -1,0 +1,253 @@
+//! A server is a tree: which processes belong to it, the order they are
+//! stopped in, and which process above a port's holder is the server.
+//!
+//! The tree is read from one snapshot of the process table, taken before
+//! the first signal. Two rules make it safe:
+//! - a parent link counts only when the parent started no later than the
+//!   child (a parent PID that was reused by a younger process is no
+//!   parent: Windows never updates a parent PID);
+//! - the caller and its ancestors are never members, whatever the links
+//!   say.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::host::Host;
+use crate::policy::identity::command_line;
+use crate::wit::bengal::pid_manager::process_table::{ProcessEntry, ProcessState};
+use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
+use crate::wit::exports::bengal::pid_manager::manager::TreeMember;
+
+/// How deep pidman follows parent links (a loop in a corrupt table, or a
+/// pathological chain, ends here).
+pub const MAX_DEPTH: usize = 64;
+
+/// One snapshot of the process table, indexed.
+pub struct Snapshot {
+    entries: BTreeMap<Pid, ProcessEntry>,
+    children: BTreeMap<Pid, Vec<Pid>>,
+}
+
+impl Snapshot {
+    /// Take a snapshot through the host.
+    pub fn take(host: &impl Host) -> Result<Self, Error> {
+        Ok(Self::from_entries(host.snapshot()?))
+    }
+
+    /// Index `entries` (the running ones; a zombie has exited and needs no
+    /// signal, and its children are already someone else's).
+    pub fn from_entries(entries: Vec<ProcessEntry>) -> Self {
+        let entries: BTreeMap<Pid, ProcessEntry> = entries
+            .into_iter()
+            .filter(|e| e.state == ProcessState::Running && e.pid != 0)
+            .map(|e| (e.pid, e))
+            .collect();
+        let mut children: BTreeMap<Pid, Vec<Pid>> = BTreeMap::new();
+        for entry in entries.values() {
+            if let Some(parent) = parent_of(&entries, entry) {
+                children.entry(parent.pid).or_default().push(entry.pid);
+            }
+        }
+        Self { entries, children }
+    }
+
+    /// The running process `pid`, if it has this start token.
+    pub fn get(&self, identity: ProcessIdentity) -> Option<&ProcessEntry> {
+        self.entries
+            .get(&identity.pid)
+            .filter(|e| e.start_token == identity.start_token)
+    }
+
+    /// The caller (`own`) and every ancestor of it the snapshot shows,
+    /// plus the caller's parent as the host names it: never signalled.
+    pub fn callers(&self, own: Pid, parent: Pid) -> BTreeSet<Pid> {
+        let mut callers = BTreeSet::from([own, parent]);
+        let mut at = self.entries.get(&own).or_else(|| self.entries.get(&parent));
+        for _ in 0..MAX_DEPTH {
+            let Some(entry) = at else { break };
+            callers.insert(entry.pid);
+            at = parent_of(&self.entries, entry);
+        }
+        callers
+    }
+
+    /// The tree of `root` (when it still runs with its start token) and,
+    /// with `group`, of every member of that process group that started no
+    /// earlier than the root: the roots first, then descendants, parents
+    /// before children. Never PID 1, nor any of `excluded`.
+    pub fn tree(
+        &self,
+        root: ProcessIdentity,
+        group: Option<Pid>,
+        excluded: &BTreeSet<Pid>,
+    ) -> Vec<ProcessEntry> {
+        let mut queue: VecDeque<Pid> = VecDeque::new();
+        if self.get(root).is_some() {
+            queue.push_back(root.pid);
+        }
+        if let Some(group) = group.filter(|&g| self.group_is_the_claims(g, root)) {
+            queue.extend(
+                self.entries
+                    .values()
+                    .filter(|e| e.group == group && e.start_token >= root.start_token)
+                    .map(|e| e.pid),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        let mut members = Vec::new();
+        while let Some(pid) = queue.pop_front() {
+            if pid == 1 || excluded.contains(&pid) || !seen.insert(pid) {
+                continue;
+            }
+            members.push(self.entries[&pid]);
+            queue.extend(self.children.get(&pid).into_iter().flatten());
+        }
+        members
+    }
+
+    /// Whether process group `group` can still be the one a claim of
+    /// `root` recorded: a PID is not reused while a group of that id
+    /// exists, so a live process `group` with another start token means the
+    /// claim's group ended and the id now names someone else's.
+    fn group_is_the_claims(&self, group: Pid, root: ProcessIdentity) -> bool {
+        group == root.pid
+            && self
+                .entries
+                .get(&group)
+                .is_none_or(|leader| leader.start_token == root.start_token)
+    }
+}
+
+/// `entry`'s parent in `entries`, if that process started no later.
+fn parent_of<'a>(
+    entries: &'a BTreeMap<Pid, ProcessEntry>,
+    entry: &ProcessEntry,
+) -> Option<&'a ProcessEntry> {
+    if entry.parent == 0 || entry.parent == entry.pid {
+        return None;
+    }
+    entries
+        .get(&entry.parent)
+        .filter(|parent| parent.start_token <= entry.start_token)
+}
+
+/// The members described for a report: each one's command line, read now
+/// (a member that is gone by then is still listed, by its PID alone).
+pub fn describe(host: &impl Host, members: &[ProcessEntry]) -> Vec<TreeMember> {
+    members
+        .iter()
+        .map(|entry| TreeMember {
+            identity: ProcessIdentity {
+                pid: entry.pid,
+                start_token: entry.start_token,
+            },
+            parent: entry.parent,
+            command: host
+                .inspect(entry.pid)
+                .ok()
+                .filter(|info| info.start_token == entry.start_token)
+                .map_or_else(|| "?".into(), |info| command_line(&info)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pid: Pid, parent: Pid, group: Pid, start: u64) -> ProcessEntry {
+        ProcessEntry {
+            pid,
+            parent,
+            group,
+            start_token: start,
+            state: ProcessState::Running,
+        }
+    }
+
+    fn pids(members: &[ProcessEntry]) -> Vec<Pid> {
+        members.iter().map(|e| e.pid).collect()
+    }
+
+    fn id(pid: Pid, start_token: u64) -> ProcessIdentity {
+        ProcessIdentity { pid, start_token }
+    }
+
+    #[test]
+    fn a_tree_is_the_root_then_its_descendants_parents_first() {
+        let snap = Snapshot::from_entries(vec![
+            entry(1, 0, 1, 0),
+            entry(10, 1, 10, 100),
+            entry(11, 10, 10, 110),
+            entry(12, 11, 10, 120),
+            entry(13, 10, 10, 130),
+            entry(20, 1, 20, 100),
+        ]);
+        let tree = snap.tree(id(10, 100), None, &BTreeSet::new());
+        assert_eq!(pids(&tree), vec![10, 11, 13, 12]);
+    }
+
+    #[test]
+    fn a_parent_younger_than_its_child_is_no_parent() {
+        // PID 10 died; its PID went to a newer process, which the stale
+        // parent link of 11 (as Windows keeps it) must not tie to it.
+        let snap = Snapshot::from_entries(vec![entry(10, 1, 10, 500), entry(11, 10, 11, 110)]);
+        assert_eq!(pids(&snap.tree(id(10, 500), None, &BTreeSet::new())), vec![10]);
+    }
+
+    #[test]
+    fn a_root_with_another_start_token_is_not_in_its_tree() {
+        let snap = Snapshot::from_entries(vec![entry(10, 1, 10, 100), entry(11, 10, 10, 110)]);
+        assert!(snap.tree(id(10, 99), None, &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn the_group_of_a_gone_root_is_its_tree_from_its_start_on() {
+        let snap = Snapshot::from_entries(vec![
+            entry(11, 1, 10, 110),
+            entry(12, 11, 12, 120),
+            entry(13, 1, 10, 90),
+            entry(14, 1, 14, 130),
+        ]);
+        let tree = snap.tree(id(10, 100), Some(10), &BTreeSet::new());
+        assert_eq!(pids(&tree), vec![11, 12], "13 started before the claim");
+        assert!(snap.tree(id(10, 100), None, &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn a_group_whose_id_was_reused_is_not_the_claims() {
+        let snap = Snapshot::from_entries(vec![entry(10, 1, 10, 900), entry(11, 10, 10, 910)]);
+        assert!(snap.tree(id(10, 100), Some(10), &BTreeSet::new()).is_empty());
+        // Only the group the claim's own root led counts.
+        let snap = Snapshot::from_entries(vec![entry(11, 1, 7, 910)]);
+        assert!(snap.tree(id(10, 100), Some(7), &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn the_caller_its_ancestors_and_init_are_never_members() {
+        let snap = Snapshot::from_entries(vec![
+            entry(1, 0, 1, 0),
+            entry(10, 1, 10, 100),
+            entry(11, 10, 10, 110),
+            entry(12, 11, 10, 120),
+            entry(13, 12, 10, 130),
+            entry(14, 10, 10, 140),
+        ]);
+        let callers = snap.callers(13, 12);
+        assert_eq!(callers, BTreeSet::from([1, 10, 11, 12, 13]));
+        assert_eq!(pids(&snap.tree(id(10, 100), None, &callers)), Vec::<Pid>::new());
+        let tree = snap.tree(id(14, 140), None, &callers);
+        assert_eq!(pids(&tree), vec![14]);
+    }
+
+    #[test]
+    fn zombies_and_cycles_end_the_walk() {
+        let mut zombie = entry(11, 10, 10, 110);
+        zombie.state = ProcessState::Zombie;
+        let snap = Snapshot::from_entries(vec![entry(10, 11, 10, 100), zombie, entry(12, 10, 10, 100)]);
+        assert_eq!(pids(&snap.tree(id(10, 100), None, &BTreeSet::new())), vec![10, 12]);
+        // A loop of equal start tokens cannot make the walk endless.
+        let snap = Snapshot::from_entries(vec![entry(20, 21, 20, 5), entry(21, 20, 20, 5)]);
+        assert_eq!(pids(&snap.tree(id(20, 5), None, &BTreeSet::new())), vec![20, 21]);
+        assert!(snap.callers(20, 21).len() <= MAX_DEPTH + 1);
+    }
+}
