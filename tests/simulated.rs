@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use pidman::simulated::{OnTerm, Process, Signal, Simulated, Socket};
-use pidman::{Claim, GuestError, KillOutcome, PidManager, Plugin, PortOwner, Verdict};
+use pidman::{
+    Claim, GuestError, KillOutcome, PidManager, Plugin, PortDescription, PortOwner, PortStatus,
+    Role, StopReport, Verdict,
+};
 use serde_json::{Value, json};
 
 fn plugin() -> &'static Plugin<Simulated> {
@@ -44,6 +47,9 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
             _ => OnTerm::ExitAfter(p["term_delay_ms"].as_u64().unwrap()),
         };
         process.unkillable = p["unkillable"].as_bool().unwrap();
+        process.parent = p["ppid"].as_u64().map_or(1, |p| p as u32);
+        process.group = p["pgid"].as_u64().map(|g| g as u32);
+        process.respawn = p["respawn"].as_bool().unwrap_or(false);
         w.processes
             .insert(p["pid"].as_u64().unwrap() as u32, process);
     }
@@ -70,6 +76,14 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
     if let Some(named) = world["lock_names"].as_u64() {
         let start = w.processes[&(named as u32)].start_time_ms;
         std::fs::write(root.join(".bengal.pid.lock"), format!("{named} {start}\n")).unwrap();
+    }
+    // A record that nobody holds: `{start:PID}` stands for PID's token.
+    if let Some(text) = world["lock_file"].as_str() {
+        let mut text = text.to_owned();
+        for (pid, process) in &w.processes {
+            text = text.replace(&format!("{{start:{pid}}}"), &process.start_time_ms.to_string());
+        }
+        std::fs::write(root.join(".bengal.pid.lock"), text).unwrap();
     }
     let file = &world["pid_file"];
     if file.is_null() {
@@ -111,18 +125,100 @@ fn error(e: pidman::Error) -> Value {
     json!({"error": e.kind()})
 }
 
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Other => "other",
+        Role::Bengal => "bengal",
+        Role::Claimed => "claimed",
+    }
+}
+
+/// A stop report's members in the scenarios' notation.
+fn members(report: &StopReport) -> Value {
+    report
+        .members
+        .iter()
+        .map(|m| json!([m.pid, kill_name(m.outcome)]))
+        .collect()
+}
+
+fn port_status_name(status: &PortStatus) -> &'static str {
+    match status {
+        PortStatus::Unchecked => "unchecked",
+        PortStatus::Free => "free",
+        PortStatus::HeldByServer(_) => "held-by-server",
+        PortStatus::HeldByOther(_) => "held-by-other",
+        PortStatus::HeldByUnknown(_) => "held-by-unknown",
+    }
+}
+
+fn lineage_pids(status: &PortStatus) -> Value {
+    match status {
+        PortStatus::HeldByServer(h) | PortStatus::HeldByOther(h) => {
+            h.lineage.iter().map(|e| e.pid).collect()
+        }
+        _ => Value::Null,
+    }
+}
+
+/// The call's result, and the stop report's members when it made one.
+type Answer = (Value, Option<Value>);
+
 /// Make the call; its result in the scenarios' notation.
-fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Value {
+fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Answer {
     let pid = call["pid"].as_u64().map(|p| p as u32);
     match call["op"].as_str().unwrap() {
+        "kill" => {
+            let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
+            match pids.kill_stale_process(pid.unwrap(), timeout) {
+                Ok(report) => (json!({"ok": kill_name(report.outcome)}), Some(members(&report))),
+                Err(e) => (error(e), None),
+            }
+        }
+        "clear" => {
+            let port = call["port"].as_u64().map(|p| p as u16);
+            let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
+            match pids.preflight(port) {
+                Err(e) => (error(e), None),
+                Ok(report) => match report.server {
+                    None => (json!({"ok": "no-server"}), None),
+                    Some(server) => match pids.clear_stale(&server, port, timeout) {
+                        Ok(cleared) => (
+                            json!({"ok": kill_name(cleared.stopped.outcome)}),
+                            Some(members(&cleared.stopped)),
+                        ),
+                        Err(e) => (error(e), None),
+                    },
+                },
+            }
+        }
+        _ => (simple_call(pids, call), None),
+    }
+}
+
+/// A call that stops nothing.
+fn simple_call(pids: &mut PidManager<Simulated>, call: &Value) -> Value {
+    let pid = call["pid"].as_u64().map(|p| p as u32);
+    match call["op"].as_str().unwrap() {
+        "plan" => pids.plan_stop(pid.unwrap()).map_or_else(error, |tree| {
+            json!({"ok": tree.iter().map(|m| m.identity.pid).collect::<Vec<_>>()})
+        }),
+        "describe-port" => pids
+            .describe_port(call["port"].as_u64().unwrap() as u16)
+            .map_or_else(error, |d| {
+                json!({"ok": match d {
+                    PortDescription::Free => json!("free"),
+                    PortDescription::Unknown(uid) => json!({"unknown": uid}),
+                    PortDescription::Held(h) => json!({
+                        "listening": h.listening,
+                        "lineage": h.lineage.iter().map(|e| json!([e.pid, role_name(e.role)])).collect::<Vec<_>>(),
+                        "orphan_of": h.orphan_of.map(|o| o.pid),
+                    }),
+                }})
+            }),
         "check" => pids
             .check_stale_pid()
             .map_or_else(error, |r| json!({"ok": r})),
-        "kill" => {
-            let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
-            pids.kill_stale_process(pid.unwrap(), timeout)
-                .map_or_else(error, |outcome| json!({"ok": kill_name(outcome)}))
-        }
         "port" => pids
             .process_on_port(call["port"].as_u64().unwrap() as u16)
             .map_or_else(error, |owner| {
@@ -141,7 +237,15 @@ fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Value {
                     Verdict::StaleServer => "stale-server",
                     Verdict::PortBusy => "port-busy",
                 };
-                json!({"ok": {"verdict": verdict, "server": report.server.map(|s| s.identity.pid)}})
+                json!({"ok": {
+                    "verdict": verdict,
+                    "server": report.server.as_ref().map(|s| s.identity.pid),
+                    "tree": report.server.as_ref().map_or_else(Vec::new, |s| {
+                        s.tree.iter().map(|m| m.identity.pid).collect()
+                    }),
+                    "port": port_status_name(&report.port),
+                    "lineage": lineage_pids(&report.port),
+                }})
             })
         }
         "acquire" => match pids.acquire(pid) {
@@ -162,19 +266,6 @@ fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Value {
         "is-bengal" => pids
             .is_bengal_process(pid.unwrap())
             .map_or_else(error, |yes| json!({"ok": yes})),
-        "clear" => {
-            let port = call["port"].as_u64().map(|p| p as u16);
-            let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
-            match pids.preflight(port) {
-                Err(e) => error(e),
-                Ok(report) => match report.server {
-                    None => json!({"ok": "no-server"}),
-                    Some(server) => pids
-                        .clear_stale(&server, port, timeout)
-                        .map_or_else(error, |cleared| json!({"ok": kill_name(cleared.outcome)})),
-                },
-            }
-        }
         other => panic!("unknown op {other}"),
     }
 }
@@ -187,11 +278,16 @@ fn run_scenario(scenario: &Value) -> Result<(), String> {
     let start = sim.world().now_ms;
     let mut pids =
         PidManager::in_root(plugin(), &root, sim.clone(), false).map_err(|e| e.to_string())?;
-    let result = call(&mut pids, &scenario["call"]);
+    let (result, stopped) = call(&mut pids, &scenario["call"]);
     let expect = &scenario["expect"];
     let mut failures = Vec::new();
-    if result != expect["result"] {
+    if !matches_expected(&result, &expect["result"], &scenario["call"]) {
         failures.push(format!("result {result}, expected {}", expect["result"]));
+    }
+    if let Some(expected) = expect.get("members")
+        && stopped.as_ref() != Some(expected)
+    {
+        failures.push(format!("members {stopped:?}, expected {expected}"));
     }
     let w = sim.world();
     if let Some(signals) = expect.get("signals") {
@@ -231,6 +327,17 @@ fn run_scenario(scenario: &Value) -> Result<(), String> {
         Ok(())
     } else {
         Err(failures.join("; "))
+    }
+}
+
+/// A preflight's answer is compared on the keys the scenario names;
+/// everything else, whole.
+fn matches_expected(result: &Value, expected: &Value, call: &Value) -> bool {
+    match (call["op"].as_str(), result["ok"].as_object(), expected["ok"].as_object()) {
+        (Some("preflight"), Some(got), Some(want)) => {
+            want.iter().all(|(key, value)| got.get(key) == Some(value))
+        }
+        _ => result == expected,
     }
 }
 
@@ -293,6 +400,16 @@ fn conformance_clear() {
 }
 
 #[test]
+fn conformance_tree() {
+    if Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/conformance/tree.json")
+        .exists()
+    {
+        run_file("tree.json");
+    }
+}
+
+#[test]
 fn the_five_second_default_runs_on_the_virtual_clock() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulated::new();
@@ -306,7 +423,7 @@ fn the_five_second_default_runs_on_the_virtual_clock() {
     }
     let mut pids = PidManager::in_root(plugin(), dir.path(), sim.clone(), false).unwrap();
     assert!(matches!(
-        pids.kill_stale_process(4242, None),
+        pids.kill_stale_process(4242, None).map(|r| r.outcome),
         Ok(KillOutcome::Killed)
     ));
     let w = sim.world();

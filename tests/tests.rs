@@ -11,4 +11,5 @@ mod kill;
 mod limits;
 mod ports;
 mod simulated;
+mod tree;
 mod trust;

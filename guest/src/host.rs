@@ -110,8 +110,8 @@ pub trait Host {
     fn remove_file(&self, path: &str) -> Result<(), Error>;
     /// Pause the caller.
     fn sleep_ms(&self, ms: u64);
-    /// A monotonic clock in milliseconds (from an arbitrary start), for
-    /// deadlines that span several waits.
+    /// The clock `wait_exit` runs on, in milliseconds (monotonic, from an
+    /// arbitrary start), for deadlines that span several waits.
     fn now_ms(&self) -> u64;
     /// Explain a decision (shown by the host on `-v`).
     fn log(&self, level: Level, message: &str);

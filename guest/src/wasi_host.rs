@@ -216,10 +216,7 @@ impl Host for WasiHost {
     }
 
     fn now_ms(&self) -> u64 {
-        // WASI's monotonic clock (std's `Instant` on wasip2).
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
-        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        signals::clock_ms()
     }
 
     fn log(&self, level: Level, message: &str) {

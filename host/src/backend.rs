@@ -13,7 +13,9 @@ use std::path::Path;
 pub use crate::bindings::HeldLock;
 use crate::bindings::bengal::pid_manager::files::FileOwner;
 use crate::bindings::bengal::pid_manager::ports::TcpSocket;
-use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::process_table::{
+    ProcessEntry, ProcessInfo, ProcessState,
+};
 use crate::bindings::bengal::pid_manager::signals::Signal;
 use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::capabilities::{files, ports::PortTable, process_table, signals};
@@ -30,10 +32,14 @@ pub trait Backend: Send + 'static {
     fn process_state(&mut self, pid: Pid) -> Result<ProcessState, Error>;
     /// `process-table.inspect`.
     fn inspect(&mut self, pid: Pid) -> Result<ProcessInfo, Error>;
+    /// `process-table.snapshot`.
+    fn snapshot(&mut self) -> Result<Vec<ProcessEntry>, Error>;
     /// `signals.send`, to a target that passed the gate's floor.
     fn send(&mut self, target: ProcessIdentity, signal: Signal) -> Result<(), Error>;
     /// `signals.wait-exit`.
     fn wait_exit(&mut self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error>;
+    /// `signals.clock-ms`: the clock `wait_exit` runs on.
+    fn clock_ms(&mut self) -> u64;
     /// `ports.sockets`.
     fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error>;
     /// `ports.owner`.
@@ -73,12 +79,20 @@ impl Backend for Native {
         self.processes.inspect(pid)
     }
 
+    fn snapshot(&mut self) -> Result<Vec<ProcessEntry>, Error> {
+        process_table::snapshot(&mut self.processes)
+    }
+
     fn send(&mut self, target: ProcessIdentity, signal: Signal) -> Result<(), Error> {
         signals::send(&mut self.processes, target, signal)
     }
 
     fn wait_exit(&mut self, target: ProcessIdentity, timeout_ms: u64) -> Result<bool, Error> {
         signals::wait_exit(&mut self.processes, target, timeout_ms)
+    }
+
+    fn clock_ms(&mut self) -> u64 {
+        signals::clock_ms()
     }
 
     fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {

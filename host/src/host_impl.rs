@@ -47,6 +47,10 @@ impl<B: Backend> process_table::Host for PluginState<B> {
     fn inspect(&mut self, pid: Pid) -> Answer<process_table::ProcessInfo> {
         Ok(self.backend.inspect(pid))
     }
+
+    fn snapshot(&mut self) -> Answer<Vec<process_table::ProcessEntry>> {
+        Ok(self.backend.snapshot())
+    }
 }
 
 impl<B: Backend> signals::Host for PluginState<B> {
@@ -77,6 +81,10 @@ impl<B: Backend> signals::Host for PluginState<B> {
         self.within_budget()?;
         let timeout_ms = self.budget.clamp_ms(timeout_ms);
         Ok(self.backend.wait_exit(target, timeout_ms))
+    }
+
+    fn clock_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.backend.clock_ms())
     }
 }
 

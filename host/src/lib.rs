@@ -55,8 +55,8 @@ use crate::bindings::HeldLock;
 pub use crate::bindings::bengal::pid_manager::types::{Error as GuestError, Pid, ProcessIdentity};
 use crate::bindings::exports::bengal::pid_manager::manager::Claim as GuestClaim;
 pub use crate::bindings::exports::bengal::pid_manager::manager::{
-    ClearReport, KillOutcome, PortOwner, PortStatus, PreflightReport, ProcessSummary, StaleServer,
-    Verdict,
+    ClearReport, KillOutcome, LineageEntry, MemberStop, PortDescription, PortHolder, PortOwner,
+    PortStatus, PreflightReport, Role, StaleServer, StopReport, TreeMember, Verdict,
 };
 /// The Linux `/proc` readers behind the process table (for benchmarks).
 #[cfg(target_os = "linux")]
@@ -206,16 +206,24 @@ impl<B: Backend> PidManager<B> {
         self.ask(Duration::ZERO, |g, s, file| g.call_check_stale_pid(s, file))
     }
 
-    /// SIGTERM, up to `timeout` (default 5 s), SIGKILL.
+    /// Stop `pid` and its whole tree: SIGTERM (the root first), up to
+    /// `timeout` (default 5 s), SIGKILL; Ok only when every member is gone.
     pub fn kill_stale_process(
         &mut self,
         pid: Pid,
         timeout: Option<Duration>,
-    ) -> Result<KillOutcome, Error> {
+    ) -> Result<StopReport, Error> {
         let ms = timeout.map(millis);
         self.ask(timeout.unwrap_or_default(), |g, s, _| {
             g.call_kill_stale_process(s, pid, ms)
         })
+    }
+
+    /// The tree [`Self::kill_stale_process`] would stop for `pid` now, the
+    /// root first, signalling nothing (`--dry-run`); empty when `pid` does
+    /// not run.
+    pub fn plan_stop(&mut self, pid: Pid) -> Result<Vec<TreeMember>, Error> {
+        self.ask(Duration::ZERO, |g, s, _| g.call_plan_stop(s, pid))
     }
 
     /// Write `pid` (default: this process) to the PID file, atomically,
@@ -238,6 +246,15 @@ impl<B: Backend> PidManager<B> {
     pub fn process_on_port(&mut self, port: u16) -> Result<PortOwner, Error> {
         self.ask(Duration::ZERO, |g, s, _| {
             g.call_get_process_on_port(s, port)
+        })
+    }
+
+    /// Who holds TCP `port`, with the holder's ancestry and what pidman
+    /// makes of each process in it (a claim this PID file's lock records
+    /// included).
+    pub fn describe_port(&mut self, port: u16) -> Result<PortDescription, Error> {
+        self.ask(Duration::ZERO, |g, s, file| {
+            g.call_describe_port(s, port, Some(file))
         })
     }
 

@@ -350,13 +350,15 @@ fn cache_key(engine: &Engine, wasm_hash: u64) -> u64 {
 mod tests {
     use super::*;
 
-    /// The size budget: the embedded plugin stays within 170 KiB (150 KiB
+    /// The size budget: the embedded plugin stays within 230 KiB (150 KiB
     /// until the lock's claimant record, the file-kind checks and the
-    /// hand-over/release exports added about 16 KB).
+    /// hand-over/release exports added about 16 KB; 170 KiB until the
+    /// server became a tree: the tree walk and stop, the port holder's
+    /// ancestry, and the bindings of their new WIT types added about 55 KB).
     #[test]
     fn the_embedded_plugin_fits_its_budget() {
         assert!(
-            EMBEDDED_GUEST.len() <= 170 * 1024,
+            EMBEDDED_GUEST.len() <= 230 * 1024,
             "{} bytes",
             EMBEDDED_GUEST.len()
         );

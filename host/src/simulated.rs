@@ -1,5 +1,7 @@
 //! A simulated backend: an in-memory process table (argv, start time, uid,
-//! zombie state, and how each process answers SIGTERM), simulated sockets,
+//! zombie state, parent and group, and how each process answers SIGTERM;
+//! an exiting process's children are reparented to init, its sockets
+//! close, and a reloader replaces a child that exits), simulated sockets,
 //! and a virtual clock that `wait-exit` advances instead of sleeping. The
 //! real guest runs on it through the same linker as on the real OS, so its
 //! every decision (including 5-second timeouts) can be tested
@@ -14,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::backend::{Backend, HeldLock};
 use crate::bindings::bengal::pid_manager::files::FileOwner;
 use crate::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
-use crate::bindings::bengal::pid_manager::process_table::ProcessInfo;
+use crate::bindings::bengal::pid_manager::process_table::{ProcessEntry, ProcessInfo};
 pub use crate::bindings::bengal::pid_manager::process_table::ProcessState;
 pub use crate::bindings::bengal::pid_manager::signals::Signal;
 use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
@@ -43,7 +45,17 @@ pub struct Process {
     pub on_term: OnTerm,
     /// SIGKILL does not end it either (uninterruptible sleep).
     pub unkillable: bool,
+    /// Its parent (init unless set).
+    pub parent: Pid,
+    /// Its process group; none: the one it leads (its own PID).
+    pub group: Option<Pid>,
+    /// A reloader's child: when it exits while its parent runs and has
+    /// not been sent SIGTERM, the parent starts a replacement (the next
+    /// free PID, the same argv, parent and group), which takes over its
+    /// sockets.
+    pub respawn: bool,
     exits_at: Option<u64>,
+    terminated: bool,
 }
 
 impl Process {
@@ -57,7 +69,11 @@ impl Process {
             state: ProcessState::Running,
             on_term: OnTerm::ExitAfter(50),
             unkillable: false,
+            parent: 1,
+            group: None,
+            respawn: false,
             exits_at: None,
+            terminated: false,
         }
     }
 }
@@ -134,7 +150,10 @@ impl Simulated {
         let mut processes = BTreeMap::new();
         processes.insert(1, Process::new(&["/sbin/init"], now_ms - 86_400_000, 0));
         processes.insert(PARENT_PID, Process::new(&["bash"], now_ms - 600_000, UID));
-        processes.insert(OWN_PID, Process::new(&["pidman"], now_ms - 5, UID));
+        let mut own = Process::new(&["pidman"], now_ms - 5, UID);
+        own.parent = PARENT_PID;
+        own.group = Some(PARENT_PID);
+        processes.insert(OWN_PID, own);
         let world = World {
             now_ms,
             own_pid: OWN_PID,
@@ -163,10 +182,51 @@ impl Simulated {
     fn advance(world: &mut World, to_ms: u64) {
         world.now_ms = world.now_ms.max(to_ms);
         let now = world.now_ms;
-        for process in world.processes.values_mut() {
-            if process.state == ProcessState::Running && process.exits_at.is_some_and(|t| t <= now)
-            {
-                process.state = ProcessState::Zombie;
+        let ending: Vec<Pid> = world
+            .processes
+            .iter()
+            .filter(|(_, p)| p.state == ProcessState::Running && p.exits_at.is_some_and(|t| t <= now))
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in ending {
+            Self::exit(world, pid);
+        }
+    }
+
+    /// `pid` exits: a zombie now; its children go to init; its sockets
+    /// close, unless its reloader starts a replacement that takes them.
+    fn exit(world: &mut World, pid: Pid) {
+        let Some(process) = world.processes.get_mut(&pid) else {
+            return;
+        };
+        process.state = ProcessState::Zombie;
+        let process = process.clone();
+        for child in world.processes.values_mut().filter(|p| p.parent == pid) {
+            child.parent = 1;
+        }
+        let reloader_runs = world
+            .processes
+            .get(&process.parent)
+            .is_some_and(|p| p.state == ProcessState::Running && !p.terminated);
+        let heir = if process.respawn && reloader_runs && process.parent != 1 {
+            let next = world.processes.keys().max().map_or(2, |max| max + 1);
+            let mut replacement = Process::new(&[], world.now_ms, process.uid);
+            replacement.argv = process.argv.clone();
+            replacement.parent = process.parent;
+            replacement.group = Some(process.group.unwrap_or(pid));
+            replacement.respawn = true;
+            replacement.on_term = process.on_term;
+            world.processes.insert(next, replacement);
+            Some(next)
+        } else {
+            None
+        };
+        for socket in world.sockets.iter_mut().filter(|s| s.pid == Some(pid)) {
+            match heir {
+                Some(next) => socket.pid = Some(next),
+                // A closed socket keeps its slot (handles are indices), on
+                // port 0, which nobody asks about.
+                None => socket.port = 0,
             }
         }
     }
@@ -234,7 +294,24 @@ impl Backend for Simulated {
             start_token: p.start_time_ms,
             uid: Some(p.uid),
             state: p.state,
+            parent: p.parent,
+            group: p.group.unwrap_or(pid),
         })
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<ProcessEntry>, Error> {
+        Ok(self
+            .world()
+            .processes
+            .iter()
+            .map(|(&pid, p)| ProcessEntry {
+                pid,
+                parent: p.parent,
+                group: p.group.unwrap_or(pid),
+                start_token: p.start_time_ms,
+                state: p.state,
+            })
+            .collect())
     }
 
     fn send(&mut self, target: ProcessIdentity, signal: Signal) -> Result<(), Error> {
@@ -249,13 +326,15 @@ impl Backend for Simulated {
         world.signals.push((pid, signal));
         let now = world.now_ms;
         let process = world.processes.get_mut(&pid).expect("identified above");
+        if signal == Signal::Term {
+            process.terminated = true;
+        }
         match (signal, process.on_term) {
             (Signal::Term, OnTerm::ExitAfter(ms)) => process.exits_at = Some(now + ms),
-            (Signal::Term, OnTerm::Ignore) => {}
-            (Signal::Kill, _) if !process.unkillable => process.state = ProcessState::Zombie,
-            (Signal::Kill, _) => {}
-            // Simulated processes are never stopped.
-            (Signal::Cont, _) => {}
+            (Signal::Kill, _) if !process.unkillable => Self::exit(&mut world, pid),
+            // Ignored SIGTERM, an unkillable process, and SIGCONT (simulated
+            // processes are never stopped).
+            _ => {}
         }
         Ok(())
     }
@@ -279,6 +358,10 @@ impl Backend for Simulated {
                 Ok(false)
             }
         }
+    }
+
+    fn clock_ms(&mut self) -> u64 {
+        self.world().now_ms
     }
 
     fn sockets(&mut self, port: u16, listening: bool) -> Result<Vec<TcpSocket>, Error> {

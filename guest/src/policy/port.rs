@@ -114,12 +114,15 @@ pub fn holder(
         ));
         first.get_or_insert(info);
     }
+    let reaches_the_claim = lineage.iter().any(|(e, _)| e.role == Role::Claimed);
+    let orphan_of = first
+        .filter(|_| !reaches_the_claim)
+        .and_then(|holder| orphan_of(host, &holder, record?));
     let mut lineage: Vec<LineageEntry> = lineage.into_iter().map(|(entry, _)| entry).collect();
     match lineage.iter().rposition(|e| e.role != Role::Other) {
         Some(top) => lineage.truncate(top + 1),
         None => lineage.truncate(MAX_LINEAGE),
     }
-    let orphan_of = first.and_then(|holder| orphan_of(host, &holder, record?));
     if lineage.is_empty() {
         // The holder could not be read: named by its PID alone.
         lineage.push(LineageEntry {
@@ -135,13 +138,16 @@ pub fn holder(
     }
 }
 
-/// The recorded claim whose process group `holder` belongs to, when that
-/// claim's server is gone and `holder` started under it.
+/// The recorded claim whose process group `holder` belongs to and started
+/// under (its lineage did not reach the claim's server: the server is
+/// gone, or the holder was orphaned inside the group).
 fn orphan_of(host: &impl Host, holder: &ProcessInfo, record: lock::Record) -> Option<ProcessIdentity> {
     let group = record.group?;
     let root = record.claimant;
+    // A PID is not reused while its group lives: a leader with another
+    // start token means the claim's group ended.
     let leader_is_the_claims = match host.inspect(group) {
-        Ok(leader) => leader.state == ProcessState::Running && leader.start_token == root.start_token,
+        Ok(leader) => leader.state != ProcessState::Running || leader.start_token == root.start_token,
         Err(_) => true,
     };
     (holder.group == group

@@ -9,7 +9,6 @@
 //! - the caller and its ancestors are never members, whatever the links
 //!   say.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::host::Host;
 use crate::policy::identity::command_line;
@@ -21,10 +20,16 @@ use crate::wit::exports::bengal::pid_manager::manager::TreeMember;
 /// pathological chain, ends here).
 pub const MAX_DEPTH: usize = 64;
 
-/// One snapshot of the process table, indexed.
+/// A set of PIDs (the caller's chain, a walk's visited members): small,
+/// and kept in a plain vector, which costs the plugin far less code than a
+/// tree map.
+pub type PidSet = Vec<Pid>;
+
+/// One snapshot of the process table, indexed: entries sorted by PID, and
+/// `(parent, child)` links sorted by parent.
 pub struct Snapshot {
-    entries: BTreeMap<Pid, ProcessEntry>,
-    children: BTreeMap<Pid, Vec<Pid>>,
+    entries: Vec<ProcessEntry>,
+    children: Vec<(Pid, Pid)>,
 }
 
 impl Snapshot {
@@ -35,37 +40,65 @@ impl Snapshot {
 
     /// Index `entries` (the running ones; a zombie has exited and needs no
     /// signal, and its children are already someone else's).
-    pub fn from_entries(entries: Vec<ProcessEntry>) -> Self {
-        let entries: BTreeMap<Pid, ProcessEntry> = entries
-            .into_iter()
-            .filter(|e| e.state == ProcessState::Running && e.pid != 0)
-            .map(|e| (e.pid, e))
+    pub fn from_entries(mut entries: Vec<ProcessEntry>) -> Self {
+        entries.retain(|e| e.state == ProcessState::Running && e.pid != 0);
+        entries.sort_unstable_by_key(|e| e.pid);
+        entries.dedup_by_key(|e| e.pid);
+        let mut snapshot = Self {
+            entries,
+            children: Vec::new(),
+        };
+        let mut children: Vec<(Pid, Pid)> = snapshot
+            .entries
+            .iter()
+            .filter_map(|e| Some((snapshot.parent_of(e)?.pid, e.pid)))
             .collect();
-        let mut children: BTreeMap<Pid, Vec<Pid>> = BTreeMap::new();
-        for entry in entries.values() {
-            if let Some(parent) = parent_of(&entries, entry) {
-                children.entry(parent.pid).or_default().push(entry.pid);
-            }
-        }
-        Self { entries, children }
+        children.sort_unstable();
+        snapshot.children = children;
+        snapshot
+    }
+
+    /// The running process `pid`, whatever its start token.
+    fn entry(&self, pid: Pid) -> Option<&ProcessEntry> {
+        let at = self.entries.binary_search_by_key(&pid, |e| e.pid).ok()?;
+        Some(&self.entries[at])
     }
 
     /// The running process `pid`, if it has this start token.
     pub fn get(&self, identity: ProcessIdentity) -> Option<&ProcessEntry> {
-        self.entries
-            .get(&identity.pid)
+        self.entry(identity.pid)
             .filter(|e| e.start_token == identity.start_token)
+    }
+
+    /// `entry`'s parent, if that process started no later.
+    fn parent_of(&self, entry: &ProcessEntry) -> Option<&ProcessEntry> {
+        if entry.parent == 0 || entry.parent == entry.pid {
+            return None;
+        }
+        self.entry(entry.parent)
+            .filter(|parent| parent.start_token <= entry.start_token)
+    }
+
+    /// The children of `pid`, in PID order.
+    fn children_of(&self, pid: Pid) -> impl Iterator<Item = Pid> + '_ {
+        let start = self.children.partition_point(|&(parent, _)| parent < pid);
+        self.children[start..]
+            .iter()
+            .take_while(move |&&(parent, _)| parent == pid)
+            .map(|&(_, child)| child)
     }
 
     /// The caller (`own`) and every ancestor of it the snapshot shows,
     /// plus the caller's parent as the host names it: never signalled.
-    pub fn callers(&self, own: Pid, parent: Pid) -> BTreeSet<Pid> {
-        let mut callers = BTreeSet::from([own, parent]);
-        let mut at = self.entries.get(&own).or_else(|| self.entries.get(&parent));
+    pub fn callers(&self, own: Pid, parent: Pid) -> PidSet {
+        let mut callers = vec![own, parent];
+        let mut at = self.entry(own).or_else(|| self.entry(parent));
         for _ in 0..MAX_DEPTH {
             let Some(entry) = at else { break };
-            callers.insert(entry.pid);
-            at = parent_of(&self.entries, entry);
+            if !callers.contains(&entry.pid) {
+                callers.push(entry.pid);
+            }
+            at = self.parent_of(entry);
         }
         callers
     }
@@ -78,28 +111,32 @@ impl Snapshot {
         &self,
         root: ProcessIdentity,
         group: Option<Pid>,
-        excluded: &BTreeSet<Pid>,
+        excluded: &[Pid],
     ) -> Vec<ProcessEntry> {
-        let mut queue: VecDeque<Pid> = VecDeque::new();
+        // Breadth first: `queue[next..]` is still to visit.
+        let mut queue: Vec<Pid> = Vec::new();
         if self.get(root).is_some() {
-            queue.push_back(root.pid);
+            queue.push(root.pid);
         }
         if let Some(group) = group.filter(|&g| self.group_is_the_claims(g, root)) {
             queue.extend(
                 self.entries
-                    .values()
+                    .iter()
                     .filter(|e| e.group == group && e.start_token >= root.start_token)
                     .map(|e| e.pid),
             );
         }
-        let mut seen = BTreeSet::new();
-        let mut members = Vec::new();
-        while let Some(pid) = queue.pop_front() {
-            if pid == 1 || excluded.contains(&pid) || !seen.insert(pid) {
+        let mut members: Vec<ProcessEntry> = Vec::new();
+        let mut next = 0;
+        while let Some(&pid) = queue.get(next) {
+            next += 1;
+            if pid == 1 || excluded.contains(&pid) || members.iter().any(|m| m.pid == pid) {
                 continue;
             }
-            members.push(self.entries[&pid]);
-            queue.extend(self.children.get(&pid).into_iter().flatten());
+            if let Some(entry) = self.entry(pid) {
+                members.push(*entry);
+                queue.extend(self.children_of(pid));
+            }
         }
         members
     }
@@ -111,23 +148,9 @@ impl Snapshot {
     fn group_is_the_claims(&self, group: Pid, root: ProcessIdentity) -> bool {
         group == root.pid
             && self
-                .entries
-                .get(&group)
+                .entry(group)
                 .is_none_or(|leader| leader.start_token == root.start_token)
     }
-}
-
-/// `entry`'s parent in `entries`, if that process started no later.
-fn parent_of<'a>(
-    entries: &'a BTreeMap<Pid, ProcessEntry>,
-    entry: &ProcessEntry,
-) -> Option<&'a ProcessEntry> {
-    if entry.parent == 0 || entry.parent == entry.pid {
-        return None;
-    }
-    entries
-        .get(&entry.parent)
-        .filter(|parent| parent.start_token <= entry.start_token)
 }
 
 /// The members described for a report: each one's command line, read now
@@ -182,7 +205,7 @@ mod tests {
             entry(13, 10, 10, 130),
             entry(20, 1, 20, 100),
         ]);
-        let tree = snap.tree(id(10, 100), None, &BTreeSet::new());
+        let tree = snap.tree(id(10, 100), None, &[]);
         assert_eq!(pids(&tree), vec![10, 11, 13, 12]);
     }
 
@@ -191,13 +214,13 @@ mod tests {
         // PID 10 died; its PID went to a newer process, which the stale
         // parent link of 11 (as Windows keeps it) must not tie to it.
         let snap = Snapshot::from_entries(vec![entry(10, 1, 10, 500), entry(11, 10, 11, 110)]);
-        assert_eq!(pids(&snap.tree(id(10, 500), None, &BTreeSet::new())), vec![10]);
+        assert_eq!(pids(&snap.tree(id(10, 500), None, &[])), vec![10]);
     }
 
     #[test]
     fn a_root_with_another_start_token_is_not_in_its_tree() {
         let snap = Snapshot::from_entries(vec![entry(10, 1, 10, 100), entry(11, 10, 10, 110)]);
-        assert!(snap.tree(id(10, 99), None, &BTreeSet::new()).is_empty());
+        assert!(snap.tree(id(10, 99), None, &[]).is_empty());
     }
 
     #[test]
@@ -208,18 +231,18 @@ mod tests {
             entry(13, 1, 10, 90),
             entry(14, 1, 14, 130),
         ]);
-        let tree = snap.tree(id(10, 100), Some(10), &BTreeSet::new());
+        let tree = snap.tree(id(10, 100), Some(10), &[]);
         assert_eq!(pids(&tree), vec![11, 12], "13 started before the claim");
-        assert!(snap.tree(id(10, 100), None, &BTreeSet::new()).is_empty());
+        assert!(snap.tree(id(10, 100), None, &[]).is_empty());
     }
 
     #[test]
     fn a_group_whose_id_was_reused_is_not_the_claims() {
         let snap = Snapshot::from_entries(vec![entry(10, 1, 10, 900), entry(11, 10, 10, 910)]);
-        assert!(snap.tree(id(10, 100), Some(10), &BTreeSet::new()).is_empty());
+        assert!(snap.tree(id(10, 100), Some(10), &[]).is_empty());
         // Only the group the claim's own root led counts.
         let snap = Snapshot::from_entries(vec![entry(11, 1, 7, 910)]);
-        assert!(snap.tree(id(10, 100), Some(7), &BTreeSet::new()).is_empty());
+        assert!(snap.tree(id(10, 100), Some(7), &[]).is_empty());
     }
 
     #[test]
@@ -232,8 +255,9 @@ mod tests {
             entry(13, 12, 10, 130),
             entry(14, 10, 10, 140),
         ]);
-        let callers = snap.callers(13, 12);
-        assert_eq!(callers, BTreeSet::from([1, 10, 11, 12, 13]));
+        let mut callers = snap.callers(13, 12);
+        callers.sort_unstable();
+        assert_eq!(callers, vec![1, 10, 11, 12, 13]);
         assert_eq!(pids(&snap.tree(id(10, 100), None, &callers)), Vec::<Pid>::new());
         let tree = snap.tree(id(14, 140), None, &callers);
         assert_eq!(pids(&tree), vec![14]);
@@ -244,10 +268,10 @@ mod tests {
         let mut zombie = entry(11, 10, 10, 110);
         zombie.state = ProcessState::Zombie;
         let snap = Snapshot::from_entries(vec![entry(10, 11, 10, 100), zombie, entry(12, 10, 10, 100)]);
-        assert_eq!(pids(&snap.tree(id(10, 100), None, &BTreeSet::new())), vec![10, 12]);
+        assert_eq!(pids(&snap.tree(id(10, 100), None, &[])), vec![10, 12]);
         // A loop of equal start tokens cannot make the walk endless.
         let snap = Snapshot::from_entries(vec![entry(20, 21, 20, 5), entry(21, 20, 20, 5)]);
-        assert_eq!(pids(&snap.tree(id(20, 5), None, &BTreeSet::new())), vec![20, 21]);
+        assert_eq!(pids(&snap.tree(id(20, 5), None, &[])), vec![20, 21]);
         assert!(snap.callers(20, 21).len() <= MAX_DEPTH + 1);
     }
 }

@@ -47,13 +47,17 @@ pub enum Command {
         /// The process to look at.
         pid: u32,
     },
-    /// SIGTERM, wait, SIGKILL: exit 0 once the process is gone, 1 if not.
+    /// Stop PID and its whole tree (SIGTERM, wait, SIGKILL): exit 0 once
+    /// every process of it is gone, 1 if not.
     Kill {
         /// The process to stop.
         pid: u32,
         /// Seconds to wait after SIGTERM before SIGKILL [default: 5].
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         timeout: Option<Duration>,
+        /// Print the tree that would be stopped, and stop nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Write a PID to the PID file, atomically.
     Write {
@@ -68,13 +72,21 @@ pub enum Command {
         #[command(flatten)]
         file: PidFile,
     },
-    /// Print the PID listening on PORT: exit 0 if the port is in use, 1 if free.
+    /// Print the PID listening on PORT (and on stderr, who it is and what
+    /// runs above it): exit 0 if the port is in use, 1 if free.
     Port {
         /// The TCP port.
         port: u16,
     },
     /// The dev-server start check: exit 0 when the server may start.
-    Preflight(#[command(flatten)] StartCheck),
+    Preflight {
+        #[command(flatten)]
+        check: StartCheck,
+        /// Print the tree that stopping the stale server would end, and
+        /// stop nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Claim the PID file unless a live server holds it: exit 0 claimed, 1 held.
     Acquire {
         #[command(flatten)]
@@ -137,7 +149,7 @@ impl Command {
             Command::Write { .. } => "write",
             Command::Remove { .. } => "remove",
             Command::Port { .. } => "port",
-            Command::Preflight(_) => "preflight",
+            Command::Preflight { .. } => "preflight",
             Command::Acquire { .. } => "acquire",
             Command::Run { .. } => "run",
         }

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::args::{Cli, Command};
 use super::exit::{Exit, Outcome};
-use super::start;
-use crate::{Claim, Error, GuestError, KillOutcome, Native, PidManager, Plugin, PortOwner};
+use super::{start, tree};
+use crate::{Claim, Error, GuestError, KillOutcome, Native, PidManager, Plugin, PortDescription};
 
 /// Run the command `cli` names.
 pub fn run(cli: &Cli) -> Result<Outcome, Error> {
@@ -18,11 +18,18 @@ pub fn run(cli: &Cli) -> Result<Outcome, Error> {
         Command::Path => path(cli),
         Command::Check { file } => check(manager(cli, file.path.as_deref())?),
         Command::IsBengal { pid } => is_bengal(manager(cli, None)?, *pid),
-        Command::Kill { pid, timeout } => kill(manager(cli, None)?, *pid, *timeout),
+        Command::Kill {
+            pid,
+            timeout,
+            dry_run: false,
+        } => kill(manager(cli, None)?, *pid, *timeout),
+        Command::Kill { pid, .. } => plan(manager(cli, None)?, *pid),
         Command::Write { file, pid } => write(creating_manager(cli, file.path.as_deref())?, *pid),
         Command::Remove { file } => remove(manager(cli, file.path.as_deref())?),
-        Command::Port { port: number } => port(manager(cli, None)?, *number),
-        Command::Preflight(check) => start::preflight(manager(cli, None)?, check, cli.json),
+        Command::Port { port: number } => port(manager(cli, None)?, *number, cli.json),
+        Command::Preflight { check, dry_run } => {
+            start::preflight(manager(cli, None)?, check, *dry_run, cli.json)
+        }
         Command::Acquire { file, pid } => {
             acquire(creating_manager(cli, file.path.as_deref())?, *pid)
         }
@@ -150,20 +157,54 @@ fn is_bengal(mgr: &mut PidManager, pid: u32) -> Result<Outcome, Error> {
 
 fn kill(mgr: &mut PidManager, pid: u32, timeout: Option<Duration>) -> Result<Outcome, Error> {
     match mgr.kill_stale_process(pid, timeout) {
-        Ok(outcome) => {
-            let line = match outcome {
+        Ok(report) => {
+            let mut lines = vec![match report.outcome {
                 KillOutcome::AlreadyGone => format!("{pid} was not running"),
                 KillOutcome::Terminated => format!("{pid} exited after SIGTERM"),
                 KillOutcome::Killed => format!("{pid} ignored SIGTERM and was killed"),
-            };
-            let fields =
-                json!({"pid": pid, "gone": true, "outcome": kill_name(outcome), "log": mgr.log()});
-            Ok(Outcome::new(Exit::Yes, line, fields))
+            }];
+            lines.extend(tree::stop_lines(&report, pid));
+            let fields = json!({
+                "pid": pid, "gone": true, "outcome": kill_name(report.outcome),
+                "members": tree::stop_json(&report), "log": mgr.log(),
+            });
+            Ok(Outcome::lines(Exit::Yes, lines, fields))
         }
         Err(e) if refused(&e) => Ok(Outcome::new(
             Exit::No,
             format!("{pid} was not stopped: {e}"),
             json!({"pid": pid, "gone": false, "reason": e.to_string(), "kind": e.kind()}),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// `kill --dry-run`: the tree a kill would stop, stopping nothing.
+fn plan(mgr: &mut PidManager, pid: u32) -> Result<Outcome, Error> {
+    let planned = mgr.plan_stop(pid);
+    let log = mgr.log();
+    let fields = |tree: &[crate::TreeMember]| {
+        json!({"pid": pid, "dry_run": true, "tree": tree::tree_json(tree), "log": log})
+    };
+    match planned {
+        Ok(tree) if tree.is_empty() => Ok(Outcome::new(
+            Exit::Yes,
+            format!("{pid} is not running: nothing would be stopped"),
+            fields(&tree),
+        )),
+        Ok(tree) => {
+            let mut lines = vec![format!(
+                "would stop {} process{} (dry run, nothing was signalled):",
+                tree.len(),
+                if tree.len() == 1 { "" } else { "es" }
+            )];
+            lines.extend(tree::tree_lines(&tree));
+            Ok(Outcome::lines(Exit::Yes, lines, fields(&tree)))
+        }
+        Err(e) if refused(&e) => Ok(Outcome::new(
+            Exit::No,
+            format!("{pid} would not be stopped: {e}"),
+            json!({"pid": pid, "dry_run": true, "reason": e.to_string(), "kind": e.kind()}),
         )),
         Err(e) => Err(e),
     }
@@ -201,15 +242,23 @@ fn remove(mgr: &mut PidManager) -> Result<Outcome, Error> {
     ))
 }
 
-fn port(mgr: &mut PidManager, port: u16) -> Result<Outcome, Error> {
-    Ok(match mgr.process_on_port(port)? {
-        PortOwner::Free => Outcome::lines(Exit::No, vec![], json!({"port": port, "in_use": false})),
-        PortOwner::Listener(pid) | PortOwner::Holder(pid) => Outcome::new(
-            Exit::Yes,
-            pid.to_string(),
-            json!({"port": port, "in_use": true, "pid": pid}),
-        ),
-        PortOwner::Unknown(uid) => Outcome::new(
+fn port(mgr: &mut PidManager, port: u16, json: bool) -> Result<Outcome, Error> {
+    Ok(match mgr.describe_port(port)? {
+        PortDescription::Free => {
+            Outcome::lines(Exit::No, vec![], json!({"port": port, "in_use": false}))
+        }
+        PortDescription::Held(holder) => {
+            let pid = holder.lineage[0].pid;
+            if !json {
+                // stdout keeps the bare PID for scripts; people read this.
+                eprintln!("port {port} is held by {}", tree::lineage_text(&holder));
+            }
+            let mut fields = tree::holder_json(&holder);
+            fields["port"] = json!(port);
+            fields["in_use"] = json!(true);
+            Outcome::new(Exit::Yes, pid.to_string(), fields)
+        }
+        PortDescription::Unknown(uid) => Outcome::new(
             Exit::Yes,
             format!("in use by a process of uid {uid} that pidman cannot see"),
             json!({"port": port, "in_use": true, "pid": null, "uid": uid}),

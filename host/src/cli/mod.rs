@@ -9,6 +9,7 @@ mod commands;
 mod exit;
 mod output;
 mod start;
+mod tree;
 
 use std::process::ExitCode;
 

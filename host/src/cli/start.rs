@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::args::{Cli, StartCheck};
 use super::commands::{creating_manager, kill_name, refused};
 use super::exit::{Exit, Outcome};
+use super::tree::{self, lineage_text, shown};
 use crate::supervise;
 use crate::{Claim, Error, Guard, PidManager, PortStatus, PreflightReport, StaleServer, Verdict};
 
@@ -18,10 +19,13 @@ fn port_json(status: &PortStatus) -> Value {
     match status {
         PortStatus::Unchecked => json!(null),
         PortStatus::Free => json!({"free": true}),
-        PortStatus::HeldByServer => json!({"free": false, "holder": "server"}),
-        PortStatus::HeldByOther(p) => {
-            json!({"free": false, "holder": "other", "pid": p.pid, "command": p.command})
+        PortStatus::HeldByServer(h) => {
+            json!({"free": false, "holder": "server", "held_by": tree::holder_json(h)})
         }
+        PortStatus::HeldByOther(h) => json!({
+            "free": false, "holder": "other", "pid": h.lineage[0].pid,
+            "command": h.lineage[0].command, "held_by": tree::holder_json(h),
+        }),
         PortStatus::HeldByUnknown(uid) => json!({"free": false, "holder": "unknown", "uid": uid}),
     }
 }
@@ -30,9 +34,9 @@ fn port_json(status: &PortStatus) -> Value {
 fn port_blocker(port: Option<u16>, status: &PortStatus) -> Option<String> {
     let port = port?;
     match status {
-        PortStatus::HeldByOther(p) => Some(format!(
-            "port {port} is held by PID {} (`{}`), another program: pidman never touches it; pick another port",
-            p.pid, p.command
+        PortStatus::HeldByOther(h) => Some(format!(
+            "port {port} is held by {}: another program, which pidman never touches; pick another port",
+            lineage_text(h)
         )),
         PortStatus::HeldByUnknown(uid) => Some(format!(
             "port {port} is in use by a process of uid {uid} that pidman cannot see; pick another port"
@@ -75,6 +79,7 @@ fn report_fields(report: &PreflightReport, port: Option<u16>, log: &[String]) ->
         "server": report.server.as_ref().map(|s| json!({
             "pid": s.identity.pid, "command": s.command,
             "holds_port": s.holds_port, "from_pid_file": s.from_pid_file, "claimed": s.claimed,
+            "group": s.group, "tree": tree::tree_json(&s.tree),
         })),
         "verdict": match report.verdict {
             Verdict::Clear => "clear",
@@ -97,22 +102,53 @@ fn server_line(server: &StaleServer, port: Option<u16>, file: &str) -> String {
     } else {
         ""
     };
+    let found = if server.from_pid_file {
+        "a server is running"
+    } else {
+        "a stale server holds the port"
+    };
     format!(
-        "a server is running: PID {} (`{}`){holds}{managed}; PID file: {file}",
-        server.identity.pid, server.command
+        "{found}: PID {} (`{}`){holds}{managed}; PID file: {file}",
+        server.identity.pid,
+        shown(&server.command)
     )
 }
 
+/// The lines that describe what stopping `server` means: its tree, and
+/// who of it holds the port.
+fn tree_lines(server: &StaleServer, port: Option<u16>, status: &PortStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let (Some(p), PortStatus::HeldByServer(holder)) = (port, status) {
+        lines.push(format!("port {p} is held by {}", lineage_text(holder)));
+    }
+    if server.tree.len() > 1 || server.tree.first().is_some_and(|m| m.identity.pid != server.identity.pid) {
+        lines.push(format!("its tree ({} processes):", server.tree.len()));
+        lines.extend(tree::tree_lines(&server.tree));
+    }
+    lines
+}
+
 /// `pidman preflight`: exit 0 when the server may start.
-pub fn preflight(mgr: &mut PidManager, start: &StartCheck, json: bool) -> Result<Outcome, Error> {
+pub fn preflight(
+    mgr: &mut PidManager,
+    start: &StartCheck,
+    dry_run: bool,
+    json: bool,
+) -> Result<Outcome, Error> {
     let report = mgr.preflight(start.port)?;
-    let fields = report_fields(&report, start.port, mgr.log());
-    let mut lines: Vec<String> = report
-        .server
-        .iter()
-        .map(|s| server_line(s, start.port, &report.pid_file))
-        .collect();
+    let mut fields = report_fields(&report, start.port, mgr.log());
+    let mut lines: Vec<String> = Vec::new();
+    if let Some(server) = &report.server {
+        lines.push(server_line(server, start.port, &report.pid_file));
+        lines.extend(tree_lines(server, start.port, &report.port));
+    }
     match (report.verdict, report.server) {
+        (Verdict::StaleServer, Some(_)) if dry_run => {
+            lines.push("dry run: nothing was stopped".into());
+            fields["dry_run"] = json!(true);
+            fields["stopped"] = json!(false);
+            Ok(Outcome::lines(Exit::No, lines, fields))
+        }
         (Verdict::StaleServer, Some(server)) => stop(mgr, &server, start, json, lines, fields),
         (Verdict::PortBusy, _) => {
             lines.extend(port_blocker(start.port, &report.port));
@@ -156,10 +192,12 @@ fn stop(
     };
     lines.push(format!(
         "stopped PID {pid} ({})",
-        kill_name(cleared.outcome)
+        kill_name(cleared.stopped.outcome)
     ));
+    lines.extend(tree::stop_lines(&cleared.stopped, pid));
     fields["stopped"] = json!(true);
-    fields["outcome"] = json!(kill_name(cleared.outcome));
+    fields["outcome"] = json!(kill_name(cleared.stopped.outcome));
+    fields["members"] = tree::stop_json(&cleared.stopped);
     fields["port_status"] = port_json(&cleared.port);
     if let Some(blocker) = port_blocker(start.port, &cleared.port) {
         lines.push(blocker);
@@ -182,7 +220,7 @@ pub fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result
         let pid = server.identity.pid;
         let line = format!(
             "another server holds the PID file: PID {pid} (`{}`)",
-            server.command
+            shown(&server.command)
         );
         return Ok(Outcome::new(
             Exit::No,
@@ -190,7 +228,7 @@ pub fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result
             json!({"claimed": false, "holder": pid}),
         ));
     }
-    let check = preflight(mgr, start, cli.json)?;
+    let check = preflight(mgr, start, false, cli.json)?;
     if check.exit != Exit::Yes {
         return Ok(check);
     }

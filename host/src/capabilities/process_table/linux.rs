@@ -7,7 +7,9 @@ use std::io::{self, Read};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::process_table::{
+    ProcessEntry, ProcessInfo, ProcessState,
+};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 use crate::capabilities::io_error;
 
@@ -30,6 +32,10 @@ pub struct Process {
     pub tgid: u32,
     /// Whether it has exited and waits to be reaped.
     pub zombie: bool,
+    /// Its parent's PID.
+    pub parent: u32,
+    /// Its process group.
+    pub group: u32,
 }
 
 /// A WIT `process-info` (of whichever bindings: the host's, or the guest's
@@ -52,6 +58,8 @@ macro_rules! process_info {
             } else {
                 $state::Running
             },
+            parent: p.parent,
+            group: p.group,
         }
     }};
 }
@@ -73,21 +81,32 @@ pub struct Stat {
     pub zombie: bool,
     /// Field 22, `starttime`, in clock ticks since boot.
     pub start_ticks: u64,
+    /// Field 4, `ppid`.
+    pub parent: u32,
+    /// Field 5, `pgrp`.
+    pub group: u32,
 }
 
 /// Parse a `/proc/<pid>/stat` line. The name may hold spaces and
 /// parentheses: the fields start after the last `)`.
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let name = text.get(open + 1..close)?.to_owned();
-    let mut fields = text[close + 1..].split_ascii_whitespace();
+/// The name is bytes (`comm` is cut at 15 bytes, which may split a
+/// character): it is read lossily, and nothing else depends on it.
+pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
+    let open = raw.iter().position(|&b| b == b'(')?;
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    let name = String::from_utf8_lossy(raw.get(open + 1..close)?).into_owned();
+    let rest = std::str::from_utf8(&raw[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?;
-    let start_ticks = fields.nth(18)?.parse().ok()?;
+    let parent = fields.next()?.parse().ok()?;
+    let group = fields.next()?.parse().ok()?;
+    let start_ticks = fields.nth(16)?.parse().ok()?;
     Some(Stat {
         name,
         zombie: matches!(state, "Z" | "X" | "x"),
         start_ticks,
+        parent,
+        group,
     })
 }
 
@@ -121,8 +140,35 @@ fn read_proc_text(path: &str) -> io::Result<String> {
 
 /// `/proc/<pid>/stat`, parsed.
 pub fn stat(pid: u32) -> io::Result<Stat> {
-    let text = read_proc_text(&format!("/proc/{pid}/stat"))?;
-    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable stat"))
+    let raw = read_proc(&format!("/proc/{pid}/stat"))?;
+    parse_stat(&raw).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable stat"))
+}
+
+/// `process-table.snapshot`: every process in `/proc` (its numeric
+/// entries are thread-group leaders), one `stat` read each. A process that
+/// ends while it is read is left out.
+pub fn snapshot() -> Result<Vec<ProcessEntry>, Error> {
+    let dir = std::fs::read_dir("/proc").map_err(|e| io_error("/proc", &e))?;
+    let mut entries = Vec::with_capacity(512);
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(stat) = stat(pid) {
+            entries.push(ProcessEntry {
+                pid,
+                parent: stat.parent,
+                group: stat.group,
+                start_token: stat.start_ticks,
+                state: if stat.zombie {
+                    ProcessState::Zombie
+                } else {
+                    ProcessState::Running
+                },
+            });
+        }
+    }
+    Ok(entries)
 }
 
 /// The fields of `/proc/<pid>/status` pidman reads.
@@ -190,6 +236,8 @@ pub fn read(pid: u32) -> io::Result<Process> {
         uid: status.uid,
         tgid: status.tgid,
         zombie: stat.zombie || status.zombie,
+        parent: stat.parent,
+        group: stat.group,
     })
 }
 
@@ -283,10 +331,30 @@ mod tests {
     fn parses_names_with_spaces_and_parentheses() {
         let line = "123 (my (odd) name) Z 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 \
                     98765 1000 10 18446744073709551615";
-        let stat = parse_stat(line).unwrap();
+        let stat = parse_stat(line.as_bytes()).unwrap();
         assert_eq!(stat.name, "my (odd) name");
         assert!(stat.zombie);
         assert_eq!(stat.start_ticks, 98765);
+        assert_eq!((stat.parent, stat.group), (1, 123));
+    }
+
+    #[test]
+    fn a_name_cut_inside_a_character_is_read_lossily() {
+        let mut line = b"77 (caf\xc3".to_vec(); // `comm` cut after 15 bytes
+        line.extend_from_slice(b") S 5 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0");
+        let stat = parse_stat(&line).unwrap();
+        assert_eq!(stat.name, "caf\u{fffd}");
+        assert_eq!((stat.parent, stat.group, stat.start_ticks), (5, 77, 4242));
+    }
+
+    #[test]
+    fn the_snapshot_shows_this_process_and_its_parent() {
+        let entries = snapshot().unwrap();
+        let me = entries.iter().find(|e| e.pid == std::process::id()).unwrap();
+        assert_eq!(me.parent, nix::unistd::getppid().as_raw() as u32);
+        assert_eq!(me.group, nix::unistd::getpgrp().as_raw() as u32);
+        assert_eq!(me.start_token, read(me.pid).unwrap().start_ticks);
+        assert!(entries.iter().any(|e| e.pid == me.parent));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use sysinfo::System;
 
-use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::process_table::{
+    ProcessEntry, ProcessInfo, ProcessState,
+};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 /// `SZOMB` in `sys/proc.h`: exited, not yet reaped.
@@ -53,8 +55,46 @@ pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
         process.start_token = start_us(&info);
         process.uid = Some(info.pbi_ruid);
         process.state = state_of(&info);
+        process.parent = info.pbi_ppid;
+        process.group = info.pbi_pgid;
     }
     Ok(process)
+}
+
+/// `process-table.snapshot`: `proc_listallpids`, then libproc's facts for
+/// each (a process it cannot describe, another user's zombie, say, is
+/// left out: it could not be pinned).
+pub fn snapshot() -> Result<Vec<ProcessEntry>, Error> {
+    let mut pids: Vec<libc::c_int> = vec![0; 4096];
+    loop {
+        let bytes = (pids.len() * std::mem::size_of::<libc::c_int>()) as libc::c_int;
+        // SAFETY: the buffer holds `bytes` bytes of c_int.
+        let n = unsafe { libc::proc_listallpids(pids.as_mut_ptr().cast(), bytes) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(crate::capabilities::io_error("the process list", &e));
+        }
+        let n = n as usize;
+        if n < pids.len() {
+            pids.truncate(n);
+            break;
+        }
+        pids.resize(pids.len() * 2, 0); // it may have been cut: ask again
+    }
+    Ok(pids
+        .into_iter()
+        .filter(|&pid| pid > 0)
+        .filter_map(|pid| {
+            let info = bsd_info(pid as Pid)?;
+            Some(ProcessEntry {
+                pid: pid as Pid,
+                parent: info.pbi_ppid,
+                group: info.pbi_pgid,
+                start_token: start_us(&info),
+                state: state_of(&info),
+            })
+        })
+        .collect())
 }
 
 /// `process-table.state`, if libproc can tell it.

@@ -23,7 +23,9 @@ pub(crate) mod windows;
 
 use sysinfo::System;
 
-use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::process_table::{
+    ProcessEntry, ProcessInfo, ProcessState,
+};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 /// The host side of the process table: one `sysinfo::System`, made on
@@ -64,6 +66,26 @@ impl ProcessTable {
         {
             portable::inspect(self.system()?, pid)
         }
+    }
+}
+
+/// `process-table.snapshot`: every process, one pass.
+pub fn snapshot(table: &mut ProcessTable) -> Result<Vec<ProcessEntry>, Error> {
+    #[cfg(target_os = "linux")]
+    if linux::available() {
+        return linux::snapshot();
+    }
+    #[cfg(target_os = "macos")]
+    if !super::portable() {
+        return macos::snapshot();
+    }
+    #[cfg(windows)]
+    {
+        Ok(windows::snapshot(table.system()?))
+    }
+    #[cfg(not(windows))]
+    {
+        Ok(portable::snapshot(table.system()?))
     }
 }
 

@@ -5,7 +5,9 @@
 
 use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 
-use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::process_table::{
+    ProcessEntry, ProcessInfo, ProcessState,
+};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 /// `pid` as `sysinfo` shows it. Its start time has whole seconds: it is
@@ -28,10 +30,6 @@ pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
             )),
         });
     };
-    let state = match process.status() {
-        ProcessStatus::Zombie | ProcessStatus::Dead => ProcessState::Zombie,
-        _ => ProcessState::Running,
-    };
     Ok(ProcessInfo {
         pid,
         name: process.name().to_string_lossy().into_owned(),
@@ -43,8 +41,52 @@ pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
         start_time_ms: process.start_time() * 1_000 + 999,
         start_token: process.start_time(),
         uid: uid(process),
-        state,
+        state: state_of(process),
+        parent: process.parent().map_or(0, |p| p.as_u32()),
+        group: group_of(pid),
     })
+}
+
+fn state_of(process: &sysinfo::Process) -> ProcessState {
+    match process.status() {
+        ProcessStatus::Zombie | ProcessStatus::Dead => ProcessState::Zombie,
+        _ => ProcessState::Running,
+    }
+}
+
+/// `process-table.snapshot` from one `sysinfo` refresh of every process
+/// (start tokens as [`inspect`] reports them: whole seconds).
+pub fn snapshot(system: &mut System) -> Vec<ProcessEntry> {
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    system
+        .processes()
+        .iter()
+        .filter(|(_, p)| p.thread_kind().is_none())
+        .map(|(pid, p)| ProcessEntry {
+            pid: pid.as_u32(),
+            parent: p.parent().map_or(0, |p| p.as_u32()),
+            group: group_of(pid.as_u32()),
+            start_token: p.start_time(),
+            state: state_of(p),
+        })
+        .collect()
+}
+
+/// The process group of `pid` (`getpgid`); 0 when it cannot be read.
+#[cfg(unix)]
+pub fn group_of(pid: Pid) -> Pid {
+    nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32)))
+        .map_or(0, |g| g.as_raw() as Pid)
+}
+
+/// Windows has no process groups.
+#[cfg(windows)]
+pub fn group_of(_pid: Pid) -> Pid {
+    0
 }
 
 #[cfg(unix)]

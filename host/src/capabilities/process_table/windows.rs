@@ -19,7 +19,9 @@ use windows_sys::Win32::System::Threading::{
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, WaitForSingleObject,
 };
 
-use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::bindings::bengal::pid_manager::process_table::{
+    ProcessEntry, ProcessInfo, ProcessState,
+};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 /// FILETIME ticks (100 ns) between 1601-01-01 and the UNIX epoch.
@@ -101,6 +103,38 @@ pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
         info.state = ProcessState::Zombie;
     }
     Ok(info)
+}
+
+/// `process-table.snapshot`: every process `sysinfo` lists with its parent
+/// PID, pinned by the creation time read through a handle (a process no
+/// handle opens for is left out: it could not be pinned). Parent PIDs are
+/// never updated on Windows; the plugin ties a child only to an older
+/// parent.
+pub fn snapshot(system: &mut System) -> Vec<ProcessEntry> {
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    system
+        .processes()
+        .iter()
+        .filter_map(|(pid, p)| {
+            let pid = pid.as_u32();
+            let process = Process::open(pid, 0).ok()?;
+            Some(ProcessEntry {
+                pid,
+                parent: p.parent().map_or(0, |p| p.as_u32()),
+                group: 0,
+                start_token: process.created().ok()?,
+                state: if process.ended() {
+                    ProcessState::Zombie
+                } else {
+                    ProcessState::Running
+                },
+            })
+        })
+        .collect()
 }
 
 /// `process-table.state`: whether a handle opens, and whether it has ended.

@@ -97,3 +97,11 @@ fn still_identified(processes: &mut ProcessTable, target: ProcessIdentity) -> Re
         Err(e) => Err(e),
     }
 }
+
+/// `signals.clock-ms`: a monotonic clock in milliseconds since this
+/// process first asked (the waits above run on the same clock).
+pub fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}

@@ -114,7 +114,10 @@ impl Guest for Broken {
         unsupported()
     }
 
-    fn describe_port(_port: u16, _pid_file: Option<String>) -> Result<PortDescription, Error> {
+    /// Sleeps forever through WASI, as `get-process-on-port` does (the
+    /// CLI's `port` asks this one).
+    fn describe_port(port: u16, _pid_file: Option<String>) -> Result<PortDescription, Error> {
+        Self::get_process_on_port(port)?;
         unsupported()
     }
 
