@@ -325,3 +325,36 @@ fn an_unrelated_program_on_the_port_is_still_never_touched() {
     assert_eq!(run.json()["verdict"], "port-busy");
     assert!(other.running());
 }
+
+#[test]
+fn run_told_to_stop_stops_what_its_server_left_in_its_group() {
+    let env = TestEnv::new();
+    let port = free_port();
+    // The server is a shell that dies of SIGTERM while its child, in its
+    // process group, would keep the port.
+    let script = format!(
+        "{} build --port {port} & wait",
+        fixture("bengal").display()
+    );
+    let run = env
+        .command(&["run", "--port", &port.to_string(), "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port, true);
+    let shell = children(run.id())[0];
+    let server = children(shell)[0];
+    let _reap = Leftovers(vec![shell, server]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let done = finish_within(run, Duration::from_secs(20), "run");
+    assert!(done.stderr.contains("left behind"), "{done:?}");
+    assert!(gone(server), "{done:?}");
+    assert!(!listening(port));
+    assert!(env.read_pid_file().is_none(), "the claim ended with the server");
+}

@@ -130,6 +130,14 @@ impl Guest for Plugin {
         policy::claim::hand_over(&WasiHost, &pid_file, pid)
     }
 
+    fn stop_claimed_tree(
+        _claim: &Lock,
+        pid_file: String,
+        timeout_ms: Option<u64>,
+    ) -> Result<StopReport, Error> {
+        policy::claim::stop_claimed_tree(&WasiHost, &pid_file, timeout_ms)
+    }
+
     fn release(claim: Lock, pid_file: String, remove: Option<Pid>) -> Result<bool, Error> {
         let released = policy::claim::release(&WasiHost, &pid_file, remove);
         drop(claim);

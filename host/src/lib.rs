@@ -329,6 +329,22 @@ impl<B: Backend> Guard<'_, B> {
         Ok(())
     }
 
+    /// Stop what is left of the claimed server's tree (its recorded
+    /// process group's members started under the claim, and their
+    /// descendants): for a wrapper told to stop, once its server exited.
+    pub fn stop_tree(&mut self, timeout: Option<Duration>) -> Result<StopReport, Error> {
+        let Some(lock) = &self.lock else {
+            return Err(Error::Guest(GuestError::Invalid(
+                "the claim has ended: no tree to stop".into(),
+            )));
+        };
+        let borrowed = Resource::<HeldLock>::new_borrow(lock.rep());
+        let ms = timeout.map(millis);
+        self.manager.ask(timeout.unwrap_or_default(), |g, s, file| {
+            g.call_stop_claimed_tree(s, borrowed, file, ms)
+        })
+    }
+
     /// End the claim but keep the PID file (it goes on naming the PID):
     /// the lock's record is cleared and the lock released.
     pub fn keep_file(mut self) -> Result<(), Error> {

@@ -6,11 +6,11 @@ use crate::host::Host;
 use crate::policy::lock::{self, LockState};
 use crate::policy::pidfile;
 use crate::policy::stale::{self, Verdict};
-use crate::policy::write;
+use crate::policy::{kill, write};
 use crate::wit::bengal::pid_manager::log::Level;
 use crate::wit::bengal::pid_manager::process_table::ProcessState;
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
-use crate::wit::exports::bengal::pid_manager::manager::Holder;
+use crate::wit::exports::bengal::pid_manager::manager::{Holder, StopReport};
 
 /// The outcome of [`acquire`].
 pub enum Acquired<L> {
@@ -99,6 +99,32 @@ pub fn hand_over(host: &impl Host, pid_file: &str, pid: Pid) -> Result<(), Error
     let claimant = running(host, write::validate_pid(pid)?)?;
     lock::name_claimant(host, pid_file, claimant)?;
     write::write_locked(host, pid_file, pid)
+}
+
+/// `stop-claimed-tree`: stop what is left of the tree of the server the
+/// claim (whose lock the caller holds) recorded.
+pub fn stop_claimed_tree(
+    host: &impl Host,
+    pid_file: &str,
+    timeout_ms: Option<u64>,
+) -> Result<StopReport, Error> {
+    let timeout_ms = kill::valid_timeout(timeout_ms)?;
+    let Some(record) = lock::recorded_claim(host, pid_file) else {
+        return Ok(kill::gone());
+    };
+    let members = kill::plan(host, record.claimant, record.group)?;
+    if members.is_empty() {
+        return Ok(kill::gone());
+    }
+    host.log(
+        Level::Info,
+        &format!(
+            "stopping what is left of the tree of server {}: {} processes",
+            record.claimant.pid,
+            members.len()
+        ),
+    );
+    kill::stop_tree(host, record.claimant, &members, timeout_ms)
 }
 
 /// `release`: remove the file if it still names `remove`, clear the lock's

@@ -209,6 +209,20 @@ fn stop(
     Ok(Outcome::lines(Exit::Yes, lines, fields))
 }
 
+/// Told to stop, the wrapper stops what its server left in its process
+/// group (a shell's child, a worker), so that none of it keeps the port.
+fn stop_leftovers(guard: &mut Guard<'_>) {
+    match guard.stop_tree(None) {
+        Ok(report) if !report.members.is_empty() => eprintln!(
+            "pidman: stopped {} process{} the server left behind",
+            report.members.len(),
+            if report.members.len() == 1 { "" } else { "es" }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("pidman: warning: could not stop what the server left behind: {e}"),
+    }
+}
+
 /// `pidman run`: preflight, claim, start, forward, clean up.
 pub fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result<Outcome, Error> {
     // First, before any thread exists: a signal from now on waits for us.
@@ -284,6 +298,9 @@ fn serve(mut guard: Guard<'_>, command: &[OsString]) -> Result<Outcome, Error> {
         supervise::reclaim_terminal();
     }
     let status = status.map_err(|e| Error::Io(anyhow::anyhow!("waiting for the server: {e}")))?;
+    if supervise::told_to_stop() {
+        stop_leftovers(&mut guard);
+    }
     guard.release()?;
     let code = supervise::exit_code(status);
     let fields = json!({"pid_file": file, "pid": child_pid, "status": code, "started": true});

@@ -17,11 +17,21 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::unistd::Pid as NixPid;
 
 use super::Interrupt;
+
+/// Whether a signal was forwarded to the server: the wrapper was told to
+/// stop, and stops what is left of the server's tree once it exits.
+static TOLD_TO_STOP: AtomicBool = AtomicBool::new(false);
+
+/// Whether the wrapper was told to stop (a signal it forwarded).
+pub fn told_to_stop() -> bool {
+    TOLD_TO_STOP.load(Ordering::SeqCst)
+}
 
 /// The signals the wrapper forwards.
 pub fn forwarded() -> SigSet {
@@ -161,7 +171,11 @@ pub fn forward_until_exit(mut child: Child) -> io::Result<ExitStatus> {
         .spawn(move || {
             let signals = forwarded();
             loop {
-                match signals.wait() {
+                let signal = signals.wait();
+                if signal.is_ok() {
+                    TOLD_TO_STOP.store(true, Ordering::SeqCst);
+                }
+                match signal {
                     Ok(Signal::SIGTERM) => {
                         let _ = kill(pid, Signal::SIGTERM);
                     }

@@ -77,6 +77,11 @@ pub fn spawn(command: &[OsString], _foreground: bool) -> io::Result<Child> {
     Command::new(program).args(args).spawn()
 }
 
+/// Whether the wrapper was told to stop: a console event arrived.
+pub fn told_to_stop() -> bool {
+    RECEIVED.load(Ordering::SeqCst) != 0
+}
+
 /// Wait for the server (the console gives it its events itself).
 pub fn forward_until_exit(mut child: Child) -> io::Result<ExitStatus> {
     child.wait()

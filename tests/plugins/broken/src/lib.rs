@@ -125,6 +125,14 @@ impl Guest for Broken {
         unsupported()
     }
 
+    fn stop_claimed_tree(
+        _claim: &Lock,
+        _pid_file: String,
+        _timeout_ms: Option<u64>,
+    ) -> Result<StopReport, Error> {
+        unsupported()
+    }
+
     fn release(_claim: Lock, _pid_file: String, _remove: Option<Pid>) -> Result<bool, Error> {
         unsupported()
     }
