@@ -79,6 +79,14 @@ for _ in $(seq "$SCALE"); do sleep 600 & STARTED+=($!); done
 wait_ready "$WORK/many.out"
 echo "== port owner with $SCALE extra processes and $SCALE extra sockets" >&2
 port_bench "$WORK/port-scale.json"
+# A server's tree at that scale: what a stop costs before its first signal
+# (the snapshot and the tree), beside the port lookup, in one run.
+sh -c "$FIXTURE serve >/dev/null; true" & TREE=$!; STARTED+=($TREE)
+sleep 0.3
+echo "== a server's tree with $SCALE extra processes (kill --dry-run)" >&2
+hf --export-json "$WORK/tree-scale.json" \
+  -n port "$P port $PORT" \
+  -n tree "$P kill --dry-run $TREE"
 for pid in "${STARTED[@]:1}"; do kill "$pid" 2>/dev/null || true; done
 STARTED=("${STARTED[0]}")
 

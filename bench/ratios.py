@@ -32,7 +32,8 @@ def divan_median_us(name):
     raise SystemExit(f"no divan row for {name}")
 
 
-check, port, scaled, kill = (medians(n) for n in ("check", "port", "port-scale", "kill"))
+check, port, scaled, kill, tree = (
+    medians(n) for n in ("check", "port", "port-scale", "kill", "tree-scale"))
 plugin_us = divan_median_us("plugin_check_live_server")
 native_us = divan_median_us("native_check_live_server")
 size_mb = installed.stat().st_size / 1e6
@@ -56,6 +57,8 @@ row("cold `check`, dead PID", check, ["bengal"])
 row("cold `port`, one listener", port, ["ss", "lsof", "bengal"])
 row(f"cold `port`, +{scale} processes +{scale} sockets", scaled, ["ss", "lsof", "bengal"])
 row("`kill`, a server that exits on SIGTERM", kill, ["bengal"])
+print(f"| a server's tree, +{scale} processes (`kill --dry-run`: snapshot and tree) "
+      f"| {tree['tree']:.2f} ms | pidman `port` in the same run {tree['port']:.2f} ms |")
 print(f"| warm `check` in process, live server | {plugin_us:.1f} us "
       f"| same policy natively {native_us:.1f} us |")
 print(f"| installed binary (`cargo install`) | {size_mb:.1f} MB | |")
@@ -71,6 +74,8 @@ goals = [
     (f"`port`, +{scale}: `lsof` vs pidman", scaled["lsof"] / scaled["pidman"], ">=", 5, "x"),
     ("warm `check`: plugin vs native", plugin_us / native_us, "<=", 1.3, "x"),
     ("installed binary", size_mb, "<", 20, " MB"),
+    (f"tree of a server, +{scale}: vs `port` at that scale (issue 18)",
+     tree["tree"] / tree["port"], "<=", 1.0, "x"),
 ]
 print("| goal (issue 13) | target | measured | |")
 print("|---|---|---|---|")

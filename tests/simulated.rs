@@ -401,12 +401,7 @@ fn conformance_clear() {
 
 #[test]
 fn conformance_tree() {
-    if Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/conformance/tree.json")
-        .exists()
-    {
-        run_file("tree.json");
-    }
+    run_file("tree.json");
 }
 
 #[test]

@@ -2,15 +2,17 @@
 //! reloader, a pre-fork pool, a child that ignores SIGTERM, a `run` whose
 //! server's root was SIGKILLed with it; and what must never be touched.
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Whether something accepts connections on loopback `port`.
+/// Whether something listens on loopback `port`: the port cannot be bound
+/// (std binds with SO_REUSEADDR, so a closed connection's remains do not
+/// count). Not a connect: with nothing listening on a port of the
+/// ephemeral range, a connect can meet itself (TCP simultaneous open).
 fn listening(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
 /// Wait (at most 10 s) until `port` is `up` or not.

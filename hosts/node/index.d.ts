@@ -13,6 +13,64 @@ export class PluginTrap extends Error {}
 /** A process pinned to one lifetime. */
 export interface ProcessIdentity { pid: number; startToken: bigint }
 
+/** One process of a server's tree: the server, or a descendant (or, once
+ *  the server is gone, a member of the process group its claim recorded). */
+export interface TreeMember {
+  identity: ProcessIdentity;
+  /** Its parent's PID, as the snapshot read it. */
+  parent: number;
+  command: string;
+}
+
+/** How a process of a stopped tree ended. */
+export type KillOutcome = 'already-gone' | 'terminated' | 'killed';
+
+/** One member of a stopped tree. */
+export interface MemberStop {
+  pid: number;
+  command: string;
+  outcome: KillOutcome;
+}
+
+/** A stopped tree: every process of it is gone. */
+export interface StopReport {
+  /** How the root (the server itself) ended. */
+  outcome: KillOutcome;
+  /** Every member, the root first, then parents before children. */
+  members: MemberStop[];
+}
+
+/** What pidman makes of a process above (or at) a port's socket:
+ *  `bengal` a Bengal serve process, `claimed` the server the PID file's
+ *  claim names, `other` nothing pidman acts on by itself. */
+export type Role = 'other' | 'bengal' | 'claimed';
+
+/** One process of a port holder's ancestry. */
+export interface LineageEntry {
+  pid: number;
+  command: string;
+  role: Role;
+}
+
+/** The process holding a port, and the processes above it. */
+export interface PortHolder {
+  /** Whether it listens (else it holds another socket on the port). */
+  listening: boolean;
+  /** The holder first (`lineage[0]`), then its parents, nearest first, up
+   *  to the topmost whose role is not `other` (else up to init, at most 8). */
+  lineage: LineageEntry[];
+  /** The claimed server, now gone, whose process group the holder belongs
+   *  to (an orphan of `pidman run`'s server). */
+  orphanOf?: ProcessIdentity;
+}
+
+/** Who holds a port (`describePort`). */
+export type PortDescription =
+  | { tag: 'free' }
+  | { tag: 'held'; val: PortHolder }
+  /** A process of this uid that cannot be seen. */
+  | { tag: 'unknown'; val: number };
+
 /** A live server in the way of a new one. */
 export interface StaleServer {
   identity: ProcessIdentity;
@@ -21,14 +79,21 @@ export interface StaleServer {
   fromPidFile: boolean;
   /** Claimed by a running pidman (a managed server, not a leftover). */
   claimed: boolean;
+  /** The process group its claim recorded, if any. */
+  group?: number;
+  /** The tree `clearStale` would stop as things stand: the server first
+   *  (when it runs), then the rest, parents before children. */
+  tree: TreeMember[];
 }
 
 /** Who holds the port that was asked about. */
 export type PortStatus =
   | { tag: 'unchecked' }
   | { tag: 'free' }
-  | { tag: 'held-by-server' }
-  | { tag: 'held-by-other'; val: { pid: number; command: string } }
+  /** A process of the stale server's tree holds it. */
+  | { tag: 'held-by-server'; val: PortHolder }
+  /** Another program: never touched. */
+  | { tag: 'held-by-other'; val: PortHolder }
   | { tag: 'held-by-unknown'; val: number };
 
 /** The start check's answer. */
@@ -41,7 +106,11 @@ export interface PreflightReport {
 
 /** What `clearStale` did. */
 export interface ClearReport {
-  outcome: 'already-gone' | 'terminated' | 'killed';
+  /** How the server itself ended (`stopped.outcome`). */
+  outcome: KillOutcome;
+  /** How the server and its tree ended. */
+  stopped: StopReport;
+  /** The port after it ended. */
   port: PortStatus;
 }
 
@@ -66,9 +135,13 @@ export class PIDManager {
   static getPidFile(projectRoot: string): string;
   static isBengalProcess(pid: number): Promise<boolean>;
   static checkStalePid(pidFile: string): Promise<number | null>;
+  /** Stop `pid` and its whole tree: true once every member is gone. */
   static killStaleProcess(pid: number, timeoutSeconds?: number): Promise<boolean>;
+  /** The tree `killStaleProcess` would stop, the root first; nothing is signalled. */
+  static planStop(pid: number): Promise<TreeMember[]>;
   static writePidFile(pidFile: string, pid?: number): Promise<void>;
   static getProcessOnPort(port: number): Promise<number | null>;
+  static describePort(port: number, options?: { pidFile?: string }): Promise<PortDescription>;
   static acquire(pidFile: string, options?: { pid?: number }): Promise<Claim | Held>;
   static remove(pidFile: string): Promise<boolean>;
   static preflight(pidFile: string, options?: { port?: number }): Promise<PreflightReport>;

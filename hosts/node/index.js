@@ -80,6 +80,8 @@ export class PIDManager {
     return (await PIDManager.#call(pidFile, 'checkStalePid')) ?? null;
   }
 
+  /** Stop `pid` and its whole tree (SIGTERM the root first, one timeout,
+   *  SIGKILL the survivors): true once every member is gone. */
   static async killStaleProcess(pid, timeoutSeconds = 5) {
     try {
       await PIDManager.#call(null, 'killStaleProcess', pid, seconds(timeoutSeconds));
@@ -90,6 +92,12 @@ export class PIDManager {
     }
   }
 
+  /** The tree `killStaleProcess(pid)` would stop now, the root first;
+   *  nothing is signalled. Empty when `pid` does not run. */
+  static async planStop(pid) {
+    return PIDManager.#call(null, 'planStop', pid);
+  }
+
   static async writePidFile(pidFile, pid = process.pid) {
     await PIDManager.#call(pidFile, 'writePidFile', pid);
   }
@@ -97,6 +105,14 @@ export class PIDManager {
   static async getProcessOnPort(port) {
     const owner = await PIDManager.#call(null, 'getProcessOnPort', port);
     return owner.tag === 'listener' || owner.tag === 'holder' ? owner.val : null;
+  }
+
+  /** Who holds TCP `port`, with the holder's ancestry; with `pidFile`, the
+   *  server its claim names is recognised too (role `claimed`). */
+  static async describePort(port, { pidFile } = {}) {
+    if (pidFile === undefined) return PIDManager.#call(null, 'describePort', port, undefined);
+    const [grant, path] = grantFor(pidFile);
+    return PIDManager.call(grant, 'describePort', port, path);
   }
 
   /** Claim `pidFile` for `pid` (default: this process) unless a live server
@@ -114,16 +130,19 @@ export class PIDManager {
     return PIDManager.#call(pidFile, 'removePidFile', undefined);
   }
 
-  /** The dev-server start check: a stale server from `pidFile`, else a
-   *  Bengal server listening on `port`; and who holds `port`. */
+  /** The dev-server start check: a stale server from `pidFile`, else the
+   *  server above the process holding `port` (the topmost Bengal or claimed
+   *  process of its ancestry), with its tree; and who holds `port`. */
   static async preflight(pidFile, { port } = {}) {
     return PIDManager.#call(pidFile, 'preflight', port);
   }
 
-  /** Stop the server `preflight` found (only if it is still that process),
-   *  remove its PID file, look at the port again. */
+  /** Stop the server `preflight` found and its tree (the root only if it
+   *  is still that process), remove its PID file, look at the port again.
+   *  `outcome` is the root's, as before; `stopped` every member's. */
   static async clearStale(pidFile, server, { port, timeoutSeconds } = {}) {
     const ms = timeoutSeconds === undefined ? undefined : seconds(timeoutSeconds);
-    return PIDManager.#call(pidFile, 'clearStale', server, port, ms);
+    const cleared = await PIDManager.#call(pidFile, 'clearStale', server, port, ms);
+    return { outcome: cleared.stopped.outcome, ...cleared };
   }
 }

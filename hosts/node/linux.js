@@ -14,11 +14,27 @@ const HZ = 100;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const sleep = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 
-function stat(pid) {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 1).trim().split(/\s+/);
-  return { name: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), state: fields[0], ticks: BigInt(fields[19]) };
+/** The fields of /proc/<pid>/stat pidman reads: the name between the
+ *  first `(` and the last `)` (decoded lossily: a name need not be UTF-8),
+ *  then field 3 state, 4 ppid, 5 pgrp, 22 start time in clock ticks. */
+export function parseStat(text) {
+  const close = text.lastIndexOf(')');
+  const fields = text.slice(close + 1).trim().split(/\s+/);
+  if (close < 0 || fields.length < 20) {
+    // An empty or cut line: the process is being reaped.
+    throw Object.assign(new Error('/proc/<pid>/stat: cut short'), { code: 'ENOENT' });
+  }
+  return {
+    name: text.slice(text.indexOf('(') + 1, close), state: fields[0],
+    parent: Number(fields[1]), group: Number(fields[2]), ticks: BigInt(fields[19]),
+  };
 }
+
+function stat(pid) {
+  return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+const stateOf = (s) => (['Z', 'X'].includes(s.state) ? 'zombie' : 'running');
 
 function bootMs() {
   const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
@@ -44,7 +60,7 @@ export class LinuxBackend {
 
   state(pid) {
     try {
-      return ['Z', 'X'].includes(stat(pid).state) ? 'zombie' : 'running';
+      return stateOf(stat(pid));
     } catch (e) {
       if (e.code === 'ENOENT') return 'gone';
       throw osError(`PID ${pid}`, e);
@@ -65,8 +81,23 @@ export class LinuxBackend {
     } catch { /* hidden: argv stays empty */ }
     return {
       pid, name: s.name, argv, startTimeMs: this.boot + (s.ticks * 1000n) / BigInt(HZ),
-      startToken: s.ticks, uid, state: ['Z', 'X'].includes(s.state) ? 'zombie' : 'running',
+      startToken: s.ticks, uid, state: stateOf(s), parent: s.parent, group: s.group,
     };
+  }
+
+  /** Every process in /proc (its numeric entries are thread-group leaders
+   *  only), one stat read each; a process gone mid-read is left out. */
+  snapshot() {
+    let names;
+    try { names = readdirSync('/proc'); } catch (e) { throw osError('/proc', e); }
+    const entries = [];
+    for (const name of names) {
+      if (!/^\d+$/.test(name)) continue;
+      let s;
+      try { s = stat(name); } catch { continue; }
+      entries.push({ pid: Number(name), parent: s.parent, group: s.group, startToken: s.ticks, state: stateOf(s) });
+    }
+    return entries;
   }
 
   refusal(pid) {
@@ -94,18 +125,21 @@ export class LinuxBackend {
   }
 
   waitExit(pid, token, timeoutMs) {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     let pause = 1;
     for (;;) {
       let s;
       try { s = stat(pid); } catch { return true; }
-      if (s.ticks !== BigInt(token) || ['Z', 'X'].includes(s.state)) return true;
-      const left = deadline - Date.now();
+      if (s.ticks !== BigInt(token) || stateOf(s) === 'zombie') return true;
+      const left = deadline - performance.now();
       if (left <= 0) return false;
       sleep(Math.min(pause, left));
       pause = Math.min(pause * 2, 20);
     }
   }
+
+  /** The clock waitExit runs on: monotonic milliseconds, as a bigint. */
+  clockMs() { return process.hrtime.bigint() / 1_000_000n; }
 
   sockets(port, listening) {
     const found = [];

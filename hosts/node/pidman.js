@@ -92,10 +92,12 @@ function capabilities(ctx) {
       ownUid: () => b().ownUid(),
       state: (pid) => b().state(pid),
       inspect: (pid) => b().inspect(pid),
+      snapshot: () => b().snapshot(),
     },
     'bengal:pid-manager/signals': {
       send: (target, sig) => b().send(target.pid, target.startToken, sig),
       waitExit: (target, ms) => b().waitExit(target.pid, target.startToken, Number(ms)),
+      clockMs: () => b().clockMs(),
     },
     'bengal:pid-manager/ports': {
       sockets: (port, listening) => b().sockets(port, listening),

@@ -1,6 +1,9 @@
 // A simulated world for the conformance scenarios: in-memory processes and
 // sockets, a virtual clock that wait-exit advances, simulated locks. Files
-// stay real; only their owner is simulated. Mirrors the Rust host's
+// stay real; only their owner is simulated. A process has a parent and a
+// group; when it exits its children are reparented to init and its
+// sockets close, unless it is a reloader's `respawn` child, which its
+// parent replaces (tests/conformance/README.md). Mirrors the Rust host's
 // `pidman::simulated` and the Python host's `SimBackend`.
 
 import { lstatSync } from 'node:fs';
@@ -15,11 +18,10 @@ export const UID = 1000;
 export class SimBackend {
   constructor() {
     this.nowMs = Date.now();
-    this.processes = new Map([
-      [1, SimBackend.process(['/sbin/init'], this.nowMs - 86_400_000, 0)],
-      [PARENT_PID, SimBackend.process(['bash'], this.nowMs - 600_000, UID)],
-      [OWN_PID, SimBackend.process(['pidman'], this.nowMs - 5, UID)],
-    ]);
+    this.processes = new Map();
+    this.add(1, SimBackend.process(['/sbin/init'], this.nowMs - 86_400_000, 0, { parent: 0 }));
+    this.add(PARENT_PID, SimBackend.process(['bash'], this.nowMs - 600_000, UID));
+    this.add(OWN_PID, SimBackend.process(['pidman'], this.nowMs - 5, UID, { parent: PARENT_PID, group: PARENT_PID }));
     this.socketList = [];
     this.signals = [];
     this.locksHeldElsewhere = new Set();
@@ -27,16 +29,55 @@ export class SimBackend {
     this.fileOwners = new Map();
   }
 
-  /** `onTerm`: ms until exit after SIGTERM, or null to ignore it. */
-  static process(argv, start, uid, { zombie = false, onTerm = 50, unkillable = false } = {}) {
-    return { argv, start, uid, zombie, onTerm, unkillable, exitsAt: null };
+  /** `onTerm`: ms until exit after SIGTERM, or null to ignore it. `group`
+   *  0: the process's own PID (set when it is added). `respawn`: a
+   *  reloader's child, which its parent replaces when it exits. */
+  static process(argv, start, uid, {
+    zombie = false, onTerm = 50, unkillable = false, parent = 1, group = 0, respawn = false,
+  } = {}) {
+    return { argv, start, uid, zombie, onTerm, unkillable, exitsAt: null, parent, group, respawn, termed: false };
+  }
+
+  /** Add process `pid` (leading its own group unless it has one). */
+  add(pid, p) {
+    p.group ||= pid;
+    this.processes.set(pid, p);
   }
 
   advance(to) {
     this.nowMs = Math.max(this.nowMs, to);
-    for (const p of this.processes.values()) {
-      if (!p.zombie && p.exitsAt !== null && p.exitsAt <= this.nowMs) p.zombie = true;
+    const due = [...this.processes]
+      .filter(([, p]) => !p.zombie && p.exitsAt !== null && p.exitsAt <= this.nowMs)
+      .sort(([a, p], [b, q]) => p.exitsAt - q.exitsAt || a - b);
+    for (const [pid] of due) this.exit(pid);
+  }
+
+  /** Process `pid` exits: a zombie now; its children go to init; its
+   *  sockets close (their slot stays, on port 0: handles are indices), or
+   *  pass to the replacement its parent starts. */
+  exit(pid) {
+    const p = this.processes.get(pid);
+    p.zombie = true;
+    for (const child of this.processes.values()) if (child.parent === pid) child.parent = 1;
+    const heir = this.respawn(p);
+    for (const s of this.socketList) {
+      if (s.pid !== pid) continue;
+      if (heir === null) s.port = 0;
+      else s.pid = heir;
     }
+  }
+
+  /** The replacement a reloader starts for its exited child `p` (the next
+   *  free PID, same argv, parent and group, started now), when its parent
+   *  still runs and was not sent SIGTERM; else null. */
+  respawn(p) {
+    const parent = this.processes.get(p.parent);
+    if (!p.respawn || p.parent === 1 || !parent || parent.zombie || parent.termed) return null;
+    const heir = Math.max(...this.processes.keys()) + 1;
+    this.add(heir, SimBackend.process([...p.argv], this.nowMs, p.uid, {
+      onTerm: p.onTerm, parent: p.parent, group: p.group, respawn: true,
+    }));
+    return heir;
   }
 
   identified(pid, token) {
@@ -61,8 +102,14 @@ export class SimBackend {
     return {
       pid, name: p.argv.length ? basename(p.argv[0]) : '', argv: p.zombie ? [] : [...p.argv],
       startTimeMs: BigInt(p.start), startToken: BigInt(p.start), uid: p.uid,
-      state: p.zombie ? 'zombie' : 'running',
+      state: p.zombie ? 'zombie' : 'running', parent: p.parent, group: p.group,
     };
+  }
+
+  snapshot() {
+    return [...this.processes].map(([pid, p]) => ({
+      pid, parent: p.parent, group: p.group, startToken: BigInt(p.start), state: p.zombie ? 'zombie' : 'running',
+    }));
   }
 
   send(pid, token, sig) {
@@ -72,9 +119,10 @@ export class SimBackend {
     if (p.uid !== UID) throw new GuestError('denied', `PID ${pid} belongs to uid ${p.uid}`);
     this.signals.push([pid, sig]);
     if (sig === 'term') {
+      p.termed = true;
       if (p.onTerm !== null) p.exitsAt = this.nowMs + p.onTerm;
     } else if (sig === 'kill' && !p.unkillable) {
-      p.zombie = true;
+      this.exit(pid);
     }
     // 'cont': simulated processes are never stopped.
   }
@@ -91,6 +139,9 @@ export class SimBackend {
     this.advance(deadline);
     return false;
   }
+
+  /** The virtual clock, the one waitExit advances. */
+  clockMs() { return BigInt(this.nowMs); }
 
   sockets(port, listening) {
     return this.socketList

@@ -30,10 +30,11 @@ export default function pidman({ pidFile, stopStale = false, timeoutSeconds } = 
             + `PID file ${file}. Stop it, or set stopStale in the pidman plugin's options.`);
         }
         const cleared = await PIDManager.clearStale(file, other, { port, timeoutSeconds });
-        log.info(`pidman: stopped ${who} (${cleared.outcome})`);
+        const more = cleared.stopped.members.length - 1;
+        log.info(`pidman: stopped ${who}${more > 0 ? ` and ${more} more of its tree` : ''} (${cleared.outcome})`);
       }
       if (report.port.tag === 'held-by-other') {
-        const { pid, command } = report.port.val;
+        const { pid, command } = report.port.val.lineage[0];
         log.warn(`pidman: port ${port} is held by PID ${pid} (\`${command}\`), `
           + 'another program: pidman never touches it');
       }

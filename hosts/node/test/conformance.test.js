@@ -21,17 +21,23 @@ before(async () => { plugin = await Plugin.load(); });
 function arrange(sim, root, world) {
   const pidFile = join(root, '.bengal.pid');
   for (const p of world.processes) {
-    sim.processes.set(p.pid, SimBackend.process(p.argv, sim.nowMs - p.started_ms_ago, p.uid, {
+    sim.add(p.pid, SimBackend.process(p.argv, sim.nowMs - p.started_ms_ago, p.uid, {
       zombie: p.zombie, onTerm: p.on_term === 'ignore' ? null : p.term_delay_ms, unkillable: p.unkillable,
+      parent: p.ppid ?? 1, group: p.pgid ?? p.pid, respawn: p.respawn ?? false,
     }));
   }
-  sim.socketList.push(...world.sockets);
+  sim.socketList.push(...world.sockets.map((s) => ({ ...s })));
   if (world.lock_held_elsewhere) sim.locksHeldElsewhere.add(`${pidFile}.lock`);
   sim.lockError = world.lock_error ?? null;
   // The held lock's record of its claimant: `<pid> <start token>`.
   const named = world.lock_names;
   if (named !== undefined && named !== null) {
     writeFileSync(`${pidFile}.lock`, `${named} ${sim.processes.get(named).start}\n`);
+  }
+  // A claim record nobody holds: `{start:PID}` is PID's start token.
+  if (typeof world.lock_file === 'string') {
+    writeFileSync(`${pidFile}.lock`,
+      world.lock_file.replace(/\{start:(\d+)\}/g, (_, pid) => String(sim.processes.get(Number(pid)).start)));
   }
   const f = world.pid_file;
   if (!f) return;
@@ -44,9 +50,41 @@ function arrange(sim, root, world) {
   if (f.owner_uid !== undefined) sim.fileOwners.set(pidFile, f.owner_uid);
 }
 
+/** The port-holder a port status carries, if any. */
+const holderOf = (status) => (['held-by-server', 'held-by-other'].includes(status.tag) ? status.val : null);
+
+/** A preflight report in the scenarios' notation (every key; the test
+ *  compares those the scenario names). */
+function preflightValue(report) {
+  const holder = holderOf(report.port);
+  return {
+    verdict: report.verdict,
+    server: report.server ? report.server.identity.pid : null,
+    tree: report.server ? report.server.tree.map((m) => m.identity.pid) : [],
+    port: report.port.tag,
+    lineage: holder ? holder.lineage.map((e) => e.pid) : null,
+  };
+}
+
+/** A port-description in the scenarios' notation. */
+function descriptionValue(d) {
+  if (d.tag === 'free') return 'free';
+  if (d.tag === 'unknown') return { unknown: d.val };
+  return {
+    listening: d.val.listening,
+    lineage: d.val.lineage.map((e) => [e.pid, e.role]),
+    orphan_of: d.val.orphanOf ? d.val.orphanOf.pid : null,
+  };
+}
+
+const membersOf = (report) => report.members.map((m) => [m.pid, m.outcome]);
+
+/** The call's result in the scenarios' notation, and the members of the
+ *  stop report (kill and clear; else null). */
 async function outcome(sim, root, call) {
   const pidFile = join(root, '.bengal.pid');
   const opt = (v) => (v === undefined || v === null ? undefined : v);
+  let members = null;
   try {
     let value;
     switch (call.op) {
@@ -55,17 +93,24 @@ async function outcome(sim, root, call) {
         break;
       case 'kill': {
         const ms = call.timeout_ms === undefined ? undefined : BigInt(call.timeout_ms);
-        value = await plugin.call(sim, root, 'killStaleProcess', call.pid, ms);
+        const report = await plugin.call(sim, root, 'killStaleProcess', call.pid, ms);
+        value = report.outcome;
+        members = membersOf(report);
         break;
       }
+      case 'plan':
+        value = (await plugin.call(sim, root, 'planStop', call.pid)).map((m) => m.identity.pid);
+        break;
+      case 'describe-port':
+        value = descriptionValue(await plugin.call(sim, root, 'describePort', call.port, pidFile));
+        break;
       case 'port': {
         const owner = await plugin.call(sim, root, 'getProcessOnPort', call.port);
         value = owner.val === undefined ? owner.tag : { [owner.tag]: owner.val };
         break;
       }
       case 'preflight': {
-        const report = await plugin.call(sim, root, 'preflight', pidFile, opt(call.port));
-        value = { verdict: report.verdict, server: report.server ? report.server.identity.pid : null };
+        value = preflightValue(await plugin.call(sim, root, 'preflight', pidFile, opt(call.port)));
         break;
       }
       case 'acquire': {
@@ -89,18 +134,25 @@ async function outcome(sim, root, call) {
         } else {
           const ms = call.timeout_ms === undefined ? undefined : BigInt(call.timeout_ms);
           const cleared = await plugin.call(sim, root, 'clearStale', pidFile, report.server, opt(call.port), ms);
-          value = cleared.outcome;
+          value = cleared.stopped.outcome;
+          members = membersOf(cleared.stopped);
         }
         break;
       }
       default:
         throw new Error(`unknown op ${call.op}`);
     }
-    return { ok: value };
+    return [{ ok: value }, members];
   } catch (e) {
-    if (e instanceof GuestError) return { error: e.kind };
+    if (e instanceof GuestError) return [{ error: e.kind }, null];
     throw e;
   }
+}
+
+/** `result`, with a preflight's answer cut to the keys `expected` names. */
+function compared(op, result, expected) {
+  if (op !== 'preflight' || !('ok' in result) || typeof expected.ok !== 'object' || expected.ok === null) return result;
+  return { ok: Object.fromEntries(Object.keys(expected.ok).map((k) => [k, result.ok[k] ?? null])) };
 }
 
 const files = readdirSync(scenarioDir).filter((f) => f.endsWith('.json')).sort();
@@ -113,9 +165,10 @@ for (const file of files) {
       const sim = new SimBackend();
       arrange(sim, root, scenario.world);
       const start = sim.nowMs;
-      const result = await outcome(sim, root, scenario.call);
+      const [result, members] = await outcome(sim, root, scenario.call);
       const expect = scenario.expect;
-      assert.deepEqual(result, expect.result);
+      assert.deepEqual(compared(scenario.call.op, result, expect.result), expect.result);
+      if (expect.members) assert.deepEqual(members, expect.members);
       if (expect.signals) assert.deepEqual(sim.signals, expect.signals);
       if ('pid_file' in expect) {
         const path = join(root, '.bengal.pid');

@@ -25,13 +25,18 @@ from .linux import LinuxBackend
 
 __all__ = [
     "Claim",
+    "Cleared",
     "GuestError",
+    "LineageEntry",
     "PIDFileHeld",
     "PIDManError",
     "PIDManager",
     "Plugin",
     "PluginTrap",
+    "PortDescription",
+    "PortHolder",
     "Preflight",
+    "TreeMember",
     "plugin_path",
     "resolve",
 ]
@@ -106,6 +111,53 @@ class Claim:
         self.release()
 
 
+class TreeMember(NamedTuple):
+    """One process of a server's tree: the server, or a descendant (or a
+    member of the process group its claim recorded)."""
+
+    pid: int
+    #: Its start token: the member is this very process, not a later one
+    #: with the same PID.
+    start_token: int
+    #: Its parent's PID, as the snapshot read it.
+    parent: int
+    command: str
+
+
+class LineageEntry(NamedTuple):
+    """One process of a port holder's ancestry."""
+
+    pid: int
+    command: str
+    #: "other", "bengal" (a Bengal serve process) or "claimed" (the server
+    #: the PID file's claim names).
+    role: str
+
+
+class PortHolder(NamedTuple):
+    """The process holding a port, and the processes above it."""
+
+    #: Whether it listens (else it holds another socket on the port).
+    listening: bool
+    #: The holder first, then its parents, nearest first, up to the
+    #: topmost that is a server pidman acts on (else up to init).
+    lineage: list[LineageEntry]
+    #: The claimed server, now gone, whose process group the holder
+    #: belongs to (an orphan of `pidman run`'s server): its PID.
+    orphan_of: Optional[int]
+
+
+class PortDescription(NamedTuple):
+    """Who holds a port (`describe_port`)."""
+
+    port: int
+    #: "free", "held" (by `holder`) or "unknown" (by a process of `uid`
+    #: that cannot be seen).
+    state: str
+    holder: Optional[PortHolder]
+    uid: Optional[int]
+
+
 class Preflight(NamedTuple):
     """The dev-server start check's answer."""
 
@@ -120,6 +172,54 @@ class Preflight(NamedTuple):
     #: The program on the port when it is not the server: (PID, command);
     #: PID None when it is another user's and cannot be seen.
     port_holder: Optional[tuple[Optional[int], str]]
+    #: The tree stopping the server would stop, the server first (empty
+    #: when there is no server).
+    tree: list[TreeMember] = []
+    #: The process group the server's claim recorded, if any.
+    server_group: Optional[int] = None
+    #: "unchecked", "free", "held-by-server", "held-by-other" or
+    #: "held-by-unknown".
+    port: str = "unchecked"
+    #: Who holds the port, with its ancestry, when a visible process does.
+    holder: Optional[PortHolder] = None
+    #: The plugin's own record of the server, which `clear_stale` hands
+    #: back to it (None when there is no server).
+    server_record: Any = None
+
+
+class Cleared(NamedTuple):
+    """What `clear_stale` did."""
+
+    #: How the server itself ended: "already-gone", "terminated" or
+    #: "killed".
+    outcome: str
+    #: Every member of its tree and how it ended: (PID, command, outcome),
+    #: the server first.
+    members: list[tuple[int, str, str]]
+    #: The port afterwards, as in `Preflight.port`.
+    port: str
+
+
+def _tree_member(member: Any) -> TreeMember:
+    return TreeMember(member.identity.pid, getattr(member.identity, "start-token"),
+                      member.parent, member.command)
+
+
+def _port_holder(holder: Any) -> PortHolder:
+    orphan = getattr(holder, "orphan-of")
+    return PortHolder(
+        listening=bool(holder.listening),
+        lineage=[LineageEntry(e.pid, e.command, e.role) for e in holder.lineage],
+        orphan_of=orphan.pid if orphan is not None else None,
+    )
+
+
+def _status_holder(status: Any) -> Optional[PortHolder]:
+    """The port-holder a port status carries (held by the server or by
+    another program), if any."""
+    if status.tag in ("held-by-server", "held-by-other"):
+        return _port_holder(status.payload)
+    return None
 
 
 class PIDManager:
@@ -170,13 +270,21 @@ class PIDManager:
 
     @classmethod
     def kill_stale_process(cls, pid: int, timeout: float = 5.0) -> bool:
-        """SIGTERM, wait up to `timeout` seconds, SIGKILL: True once gone."""
+        """SIGTERM to `pid` and its whole tree (the root first), wait up to
+        `timeout` seconds, SIGKILL the survivors: True once all are gone."""
         try:
             cls._call(None, "kill-stale-process", pid, int(timeout * 1000))
             return True
         except GuestError as e:
             _warn("pidman: PID %s not stopped: %s", pid, e)
             return False
+
+    @classmethod
+    def plan_stop(cls, pid: int) -> list[TreeMember]:
+        """The tree `kill_stale_process(pid)` would stop now, the root
+        first; nothing is signalled. Empty when `pid` does not run;
+        GuestError where the kill would be refused."""
+        return [_tree_member(m) for m in cls._call(None, "plan-stop", pid)]
 
     @classmethod
     def write_pid_file(cls, pid_file: PathLike) -> None:
@@ -197,6 +305,23 @@ class PIDManager:
             _warn("pidman: port %s is in use by a process of uid %s that cannot be seen",
                         port, owner.payload)
         return None
+
+    @classmethod
+    def describe_port(cls, port: int, pid_file: Optional[PathLike] = None) -> PortDescription:
+        """Who holds TCP `port`, with the holder's ancestry; with `pid_file`,
+        the server its claim names is recognised too (role "claimed")."""
+        if pid_file is None:
+            described = cls._call(None, "describe-port", port, None)
+        else:
+            grant, path = resolve(pid_file)
+            described = cls._plugin_call(grant, "describe-port", port, path)
+        # wasmtime-py leaves this variant untagged: free is None, unknown
+        # the uid, held the port-holder record.
+        if described is None:
+            return PortDescription(port, "free", None, None)
+        if isinstance(described, int):
+            return PortDescription(port, "unknown", None, described)
+        return PortDescription(port, "held", _port_holder(described), None)
 
     # --- holding the file --------------------------------------------------
 
@@ -222,13 +347,15 @@ class PIDManager:
 
     @classmethod
     def preflight(cls, pid_file: PathLike, port: Optional[int] = None) -> Preflight:
-        """The dev-server start check: a stale server from `pid_file`, else a
-        Bengal server listening on `port`; and who holds `port`."""
+        """The dev-server start check: a stale server from `pid_file`, else
+        the server above the process holding `port` (the topmost Bengal or
+        claimed process of its ancestry); its tree; and who holds `port`."""
         report = cls._call(pid_file, "preflight", port)
         server = report.server
         holder = None
         if report.port.tag == "held-by-other":
-            holder = (report.port.payload.pid, report.port.payload.command)
+            top = report.port.payload.lineage[0]
+            holder = (top.pid, top.command)
         elif report.port.tag == "held-by-unknown":
             holder = (None, f"a process of uid {report.port.payload}")
         return Preflight(
@@ -238,4 +365,29 @@ class PIDManager:
             server_command=server.command if server is not None else None,
             claimed=bool(server is not None and server.claimed),
             port_holder=holder,
+            tree=[_tree_member(m) for m in server.tree] if server is not None else [],
+            server_group=server.group if server is not None else None,
+            port=report.port.tag,
+            holder=_status_holder(report.port),
+            server_record=server,
+        )
+
+    @classmethod
+    def clear_stale(cls, report: Preflight, port: Optional[int] = None,
+                    timeout: float = 5.0) -> Cleared:
+        """Stop the server `preflight` found (`report`) and its tree as it
+        is now (only while the server is still that very process), remove
+        the PID file if it names it, and look at `port` again. GuestError
+        `changed` when the PID is another process's now; ValueError when
+        `report` names no server."""
+        if report.server_record is None:
+            raise ValueError(f"the preflight of {report.pid_file} found no server to clear")
+        grant, path = resolve(report.pid_file)
+        cleared = cls._plugin_call(grant, "clear-stale", path, report.server_record, port,
+                                   int(timeout * 1000))
+        stopped = cleared.stopped
+        return Cleared(
+            outcome=stopped.outcome,
+            members=[(m.pid, m.command, m.outcome) for m in stopped.members],
+            port=cleared.port.tag,
         )

@@ -196,11 +196,14 @@ class Plugin:
             i.add_func("own-uid", lambda s: b().own_uid())
             i.add_func("state", lambda s, pid: _answer(lambda: b().state(pid)))
             i.add_func("inspect", lambda s, pid: _answer(lambda: record(**b().inspect(pid))))
+            i.add_func("snapshot", lambda s: _answer(
+                lambda: [record(**entry) for entry in b().snapshot()]))
         with root.add_instance(PACKAGE.format("signals")) as i:
             i.add_func("send", lambda s, target, sig: _answer(
                 lambda: b().send(target.pid, getattr(target, "start-token"), sig)))
             i.add_func("wait-exit", lambda s, target, ms: _answer(
                 lambda: b().wait_exit(target.pid, getattr(target, "start-token"), self._clamp(ms))))
+            i.add_func("clock-ms", lambda s: b().clock_ms())
         with root.add_instance(PACKAGE.format("ports")) as i:
             i.add_func("sockets", lambda s, port, listening: _answer(
                 lambda: [record(**sock) for sock in b().sockets(port, listening)]))

@@ -9,7 +9,7 @@ import os
 import select
 import signal
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ._runtime import GuestError
 
@@ -28,12 +28,39 @@ def _os_error(what: str, e: OSError) -> GuestError:
     return GuestError("io", f"{what}: {e}")
 
 
-def _stat(pid: int) -> tuple[str, str, int]:
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    name = text[text.index("(") + 1: text.rindex(")")]
-    fields = text[text.rindex(")") + 1:].split()
-    return name, fields[0], int(fields[19])
+class _Stat(NamedTuple):
+    """The fields of /proc/<pid>/stat pidman reads."""
+
+    name: str
+    state: str
+    parent: int
+    group: int
+    ticks: int
+
+
+def _parse_stat(raw: bytes) -> _Stat:
+    """One /proc/<pid>/stat line: the name between the first `(` and the
+    last `)` (decoded lossily: a name need not be UTF-8), then the fields
+    after it: 3 state, 4 ppid, 5 pgrp, 22 start time in clock ticks."""
+    text = raw.decode("utf-8", "replace")
+    close = text.rindex(")")
+    fields = text[close + 1:].split()
+    return _Stat(text[text.index("(") + 1: close], fields[0], int(fields[1]), int(fields[2]),
+                 int(fields[19]))
+
+
+def _stat(pid: int) -> _Stat:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
+    try:
+        return _parse_stat(raw)
+    except (ValueError, IndexError):
+        # An empty or cut line: the process is being reaped.
+        raise FileNotFoundError(f"/proc/{pid}/stat")
+
+
+def _state(code: str) -> str:
+    return "zombie" if code in ("Z", "X") else "running"
 
 
 # The WIT `signal` enum, case by case: an unknown case is a KeyError (a
@@ -56,16 +83,16 @@ class LinuxBackend:
 
     def state(self, pid: int) -> str:
         try:
-            _, state, _ = _stat(pid)
+            st = _stat(pid)
         except FileNotFoundError:
             return "gone"
         except OSError as e:
             raise _os_error(f"PID {pid}", e)
-        return "zombie" if state in ("Z", "X") else "running"
+        return _state(st.state)
 
     def inspect(self, pid: int) -> dict[str, Any]:
         try:
-            name, state, ticks = _stat(pid)
+            st = _stat(pid)
             uid = os.stat(f"/proc/{pid}").st_uid
         except OSError as e:
             raise _os_error(f"PID {pid}", e)
@@ -75,10 +102,30 @@ class LinuxBackend:
         except PermissionError:
             argv = []
         return {
-            "pid": pid, "name": name, "argv": argv,
-            "start_time_ms": self._boot + ticks * 1000 // _HZ, "start_token": ticks,
-            "uid": uid, "state": "zombie" if state in ("Z", "X") else "running",
+            "pid": pid, "name": st.name, "argv": argv,
+            "start_time_ms": self._boot + st.ticks * 1000 // _HZ, "start_token": st.ticks,
+            "uid": uid, "state": _state(st.state), "parent": st.parent, "group": st.group,
         }
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every process in /proc (its numeric entries are thread-group
+        leaders only), one stat read each; a process gone mid-read is left
+        out."""
+        try:
+            names = os.listdir("/proc")
+        except OSError as e:
+            raise _os_error("/proc", e)
+        entries = []
+        for name in names:
+            if not name.isdigit():
+                continue
+            try:
+                st = _stat(int(name))
+            except OSError:
+                continue
+            entries.append({"pid": int(name), "parent": st.parent, "group": st.group,
+                            "start_token": st.ticks, "state": _state(st.state)})
+        return entries
 
     def _refusal(self, pid: int) -> Optional[str]:
         if pid in (0, 1):
@@ -96,7 +143,7 @@ class LinuxBackend:
     def _pidfd(self, pid: int, token: int) -> int:
         fd = os.pidfd_open(pid)
         try:
-            _, _, ticks = _stat(pid)
+            ticks = _stat(pid).ticks
         except OSError:
             os.close(fd)
             raise GuestError("not-found")
@@ -131,6 +178,10 @@ class LinuxBackend:
             return bool(poller.poll(timeout_ms))
         finally:
             os.close(fd)
+
+    def clock_ms(self) -> int:
+        """The clock `wait_exit` runs on: monotonic milliseconds."""
+        return time.monotonic_ns() // 1_000_000
 
     def sockets(self, port: int, listening: bool) -> list[dict[str, Any]]:
         found = []

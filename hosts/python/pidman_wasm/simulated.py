@@ -1,7 +1,9 @@
 """A simulated world for the conformance scenarios: in-memory processes and
 sockets, a virtual clock that `wait-exit` advances, simulated locks. Files
-stay real; only their owner is simulated. Mirrors the Rust host's
-`pidman::simulated`."""
+stay real; only their owner is simulated. A process has a parent and a
+group; when it exits its children are reparented to init and its sockets
+close, unless it is a reloader's `respawn` child, which its parent replaces
+(tests/conformance/README.md). Mirrors the Rust host's `pidman::simulated`."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ class SimBackend:
     def __init__(self) -> None:
         self.now_ms = int(time.time() * 1000)
         self.processes: dict[int, dict[str, Any]] = {
-            1: self.process(["/sbin/init"], self.now_ms - 86_400_000, 0),
-            PARENT_PID: self.process(["bash"], self.now_ms - 600_000, UID),
-            OWN_PID: self.process(["pidman"], self.now_ms - 5, UID),
+            1: self.process(["/sbin/init"], self.now_ms - 86_400_000, 0, parent=0, group=1),
+            PARENT_PID: self.process(["bash"], self.now_ms - 600_000, UID, group=PARENT_PID),
+            OWN_PID: self.process(["pidman"], self.now_ms - 5, UID, parent=PARENT_PID,
+                                  group=PARENT_PID),
         }
         self.sockets_: list[dict[str, Any]] = []
         self.signals: list[tuple[int, str]] = []
@@ -31,16 +34,56 @@ class SimBackend:
 
     @staticmethod
     def process(argv: list[str], start_ms: int, uid: int, zombie: bool = False,
-                on_term: Optional[int] = 50, unkillable: bool = False) -> dict[str, Any]:
-        """`on_term`: ms until exit after SIGTERM, or None to ignore it."""
+                on_term: Optional[int] = 50, unkillable: bool = False, parent: int = 1,
+                group: int = 0, respawn: bool = False) -> dict[str, Any]:
+        """`on_term`: ms until exit after SIGTERM, or None to ignore it.
+        `group` 0: the process's own PID (set when it is added). `respawn`:
+        a reloader's child, which its parent replaces when it exits."""
         return {"argv": argv, "start": start_ms, "uid": uid, "zombie": zombie,
-                "on_term": on_term, "unkillable": unkillable, "exits_at": None}
+                "on_term": on_term, "unkillable": unkillable, "exits_at": None,
+                "parent": parent, "group": group, "respawn": respawn, "termed": False}
+
+    def add(self, pid: int, p: dict[str, Any]) -> None:
+        """Add process `pid` (leading its own group unless it has one)."""
+        p["group"] = p["group"] or pid
+        self.processes[pid] = p
 
     def _advance(self, to_ms: int) -> None:
         self.now_ms = max(self.now_ms, to_ms)
-        for p in self.processes.values():
-            if not p["zombie"] and p["exits_at"] is not None and p["exits_at"] <= self.now_ms:
-                p["zombie"] = True
+        due = [(p["exits_at"], pid) for pid, p in self.processes.items()
+               if not p["zombie"] and p["exits_at"] is not None and p["exits_at"] <= self.now_ms]
+        for _, pid in sorted(due):
+            self._exit(pid)
+
+    def _exit(self, pid: int) -> None:
+        """Process `pid` exits: a zombie now; its children go to init; its
+        sockets close (their slot stays, on port 0: handles are indices),
+        or pass to the replacement its parent starts."""
+        p = self.processes[pid]
+        p["zombie"] = True
+        for child in self.processes.values():
+            if child["parent"] == pid:
+                child["parent"] = 1
+        heir = self._respawn(p)
+        for s in self.sockets_:
+            if s["pid"] == pid:
+                if heir is None:
+                    s["port"] = 0
+                else:
+                    s["pid"] = heir
+
+    def _respawn(self, p: dict[str, Any]) -> Optional[int]:
+        """The replacement a reloader starts for its exited child `p` (the
+        next free PID, same argv, parent and group, started now), when its
+        parent still runs and was not sent SIGTERM."""
+        parent = self.processes.get(p["parent"])
+        if not p["respawn"] or p["parent"] == 1 or parent is None or parent["zombie"] \
+                or parent["termed"]:
+            return None
+        heir = max(self.processes) + 1
+        self.add(heir, self.process(list(p["argv"]), self.now_ms, p["uid"], on_term=p["on_term"],
+                                    parent=p["parent"], group=p["group"], respawn=True))
+        return heir
 
     def _identified(self, pid: int, token: int) -> dict[str, Any]:
         p = self.processes.get(pid)
@@ -70,7 +113,13 @@ class SimBackend:
         return {"pid": pid, "name": os.path.basename(p["argv"][0]) if p["argv"] else "",
                 "argv": [] if p["zombie"] else list(p["argv"]), "start_time_ms": p["start"],
                 "start_token": p["start"], "uid": p["uid"],
-                "state": "zombie" if p["zombie"] else "running"}
+                "state": "zombie" if p["zombie"] else "running",
+                "parent": p["parent"], "group": p["group"]}
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [{"pid": pid, "parent": p["parent"], "group": p["group"], "start_token": p["start"],
+                 "state": "zombie" if p["zombie"] else "running"}
+                for pid, p in self.processes.items()]
 
     def send(self, pid: int, token: int, sig: str) -> None:
         if pid in (0, 1, OWN_PID, PARENT_PID):
@@ -82,10 +131,11 @@ class SimBackend:
             raise GuestError("denied", f"PID {pid} belongs to uid {p['uid']}")
         self.signals.append((pid, sig))
         if sig == "term":
+            p["termed"] = True
             if p["on_term"] is not None:
                 p["exits_at"] = self.now_ms + p["on_term"]
         elif sig == "kill" and not p["unkillable"]:
-            p["zombie"] = True
+            self._exit(pid)
         # "cont": simulated processes are never stopped.
 
     def wait_exit(self, pid: int, token: int, timeout_ms: int) -> bool:
@@ -101,6 +151,10 @@ class SimBackend:
             return True
         self._advance(deadline)
         return False
+
+    def clock_ms(self) -> int:
+        """The virtual clock, the one `wait_exit` advances."""
+        return self.now_ms
 
     def sockets(self, port: int, listening: bool) -> list[dict[str, Any]]:
         return [{"ipv6": s["ipv6"], "local_address": "::" if s["ipv6"] else "127.0.0.1",

@@ -4,11 +4,12 @@ host's."""
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
-from wasmtime.component import Record
+from wasmtime.component import Record, Variant
 
 from pidman_wasm import GuestError, Plugin, plugin_path
 from pidman_wasm.simulated import SimBackend
@@ -30,10 +31,12 @@ def plugin():
 def arrange(sim, root, world):
     pid_file = root / ".bengal.pid"
     for p in world["processes"]:
-        sim.processes[p["pid"]] = sim.process(
+        sim.add(p["pid"], sim.process(
             p["argv"], sim.now_ms - p["started_ms_ago"], p["uid"], p["zombie"],
-            None if p["on_term"] == "ignore" else p["term_delay_ms"], p["unkillable"])
-    sim.sockets_.extend(world["sockets"])
+            None if p["on_term"] == "ignore" else p["term_delay_ms"], p["unkillable"],
+            parent=p.get("ppid", 1), group=p.get("pgid", p["pid"]),
+            respawn=p.get("respawn", False)))
+    sim.sockets_.extend(dict(s) for s in world["sockets"])
     if world["lock_held_elsewhere"]:
         sim.locks_held_elsewhere.add(str(root / ".bengal.pid.lock"))
     sim.lock_error = world.get("lock_error")
@@ -42,6 +45,11 @@ def arrange(sim, root, world):
     if named is not None:
         start = sim.processes[named]["start"]
         (root / ".bengal.pid.lock").write_text(f"{named} {start}\n")
+    # A claim record nobody holds: `{start:PID}` is PID's start token.
+    record = world.get("lock_file")
+    if record is not None:
+        (root / ".bengal.pid.lock").write_text(re.sub(
+            r"\{start:(\d+)\}", lambda m: str(sim.processes[int(m.group(1))]["start"]), record))
     f = world["pid_file"]
     if f is None:
         return
@@ -56,21 +64,68 @@ def arrange(sim, root, world):
         sim.file_owners[str(pid_file)] = f["owner_uid"]
 
 
+def holder_of(status):
+    """The port-holder a port status carries, if any."""
+    if status.tag in ("held-by-server", "held-by-other"):
+        return status.payload
+    return None
+
+
+def preflight_value(report):
+    """A preflight report in the scenarios' notation (every key; the test
+    compares those the scenario names)."""
+    server = report.server
+    holder = holder_of(report.port)
+    return {
+        "verdict": report.verdict,
+        "server": server.identity.pid if server is not None else None,
+        "tree": [m.identity.pid for m in server.tree] if server is not None else [],
+        "port": report.port.tag if isinstance(report.port, Variant) else report.port,
+        "lineage": [e.pid for e in holder.lineage] if holder is not None else None,
+    }
+
+
+def description_value(description):
+    """A port-description in the scenarios' notation. (wasmtime-py leaves
+    this variant untagged: free is None, unknown its uid, held the
+    port-holder record.)"""
+    if description is None:
+        return "free"
+    if isinstance(description, int):
+        return {"unknown": description}
+    holder = description
+    orphan = getattr(holder, "orphan-of")
+    return {"listening": holder.listening,
+            "lineage": [[e.pid, e.role] for e in holder.lineage],
+            "orphan_of": orphan.pid if orphan is not None else None}
+
+
+def members_of(report):
+    return [[m.pid, m.outcome] for m in report.members]
+
+
 def outcome(plugin, sim, root, call):
+    """The call's result in the scenarios' notation, and the members of the
+    stop report (kill and clear; else None)."""
     pid_file = str(root / ".bengal.pid")
     op = call["op"]
+    members = None
     try:
         if op == "check":
             value = plugin.call(sim, str(root), "check-stale-pid", pid_file)
         elif op == "kill":
-            value = plugin.call(sim, str(root), "kill-stale-process", call["pid"], call.get("timeout_ms"))
+            report = plugin.call(sim, str(root), "kill-stale-process", call["pid"], call.get("timeout_ms"))
+            value, members = report.outcome, members_of(report)
+        elif op == "plan":
+            plan = plugin.call(sim, str(root), "plan-stop", call["pid"])
+            value = [m.identity.pid for m in plan]
+        elif op == "describe-port":
+            value = description_value(plugin.call(sim, str(root), "describe-port", call["port"], pid_file))
         elif op == "port":
             owner = plugin.call(sim, str(root), "get-process-on-port", call["port"])
             value = owner.tag if owner.payload is None else {owner.tag: owner.payload}
         elif op == "preflight":
-            report = plugin.call(sim, str(root), "preflight", pid_file, call.get("port"))
-            server = report.server.identity.pid if report.server is not None else None
-            value = {"verdict": report.verdict, "server": server}
+            value = preflight_value(plugin.call(sim, str(root), "preflight", pid_file, call.get("port")))
         elif op == "acquire":
             claim = plugin.call(sim, str(root), "acquire", pid_file, call.get("pid"))
             # wasmtime-py leaves this variant untagged: a held claim is its
@@ -89,12 +144,19 @@ def outcome(plugin, sim, root, call):
             else:
                 cleared = plugin.call(sim, str(root), "clear-stale", pid_file, report.server,
                                       call.get("port"), call.get("timeout_ms"))
-                value = cleared.outcome
+                value, members = cleared.stopped.outcome, members_of(cleared.stopped)
         else:
             raise AssertionError(f"unknown op {op}")
     except GuestError as e:
-        return {"error": e.kind}
-    return {"ok": value}
+        return {"error": e.kind}, None
+    return {"ok": value}, members
+
+
+def compared(op, result, expected):
+    """`result`, with a preflight's answer cut to the keys `expected` names."""
+    if op == "preflight" and "ok" in result and isinstance(expected.get("ok"), dict):
+        return {"ok": {k: result["ok"].get(k) for k in expected["ok"]}}
+    return result
 
 
 @pytest.mark.parametrize("scenario", list(scenarios()))
@@ -103,9 +165,11 @@ def test_scenario(plugin, tmp_path, scenario):
     sim = SimBackend()
     arrange(sim, root, scenario["world"])
     start = sim.now_ms
-    result = outcome(plugin, sim, root, scenario["call"])
+    result, members = outcome(plugin, sim, root, scenario["call"])
     expect = scenario["expect"]
-    assert result == expect["result"]
+    assert compared(scenario["call"]["op"], result, expect["result"]) == expect["result"]
+    if "members" in expect:
+        assert members == expect["members"]
     if "signals" in expect:
         assert [list(s) for s in sim.signals] == expect["signals"]
     if "pid_file" in expect:

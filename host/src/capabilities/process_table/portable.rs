@@ -5,9 +5,9 @@
 
 use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 
-use crate::bindings::bengal::pid_manager::process_table::{
-    ProcessEntry, ProcessInfo, ProcessState,
-};
+#[cfg(not(windows))]
+use crate::bindings::bengal::pid_manager::process_table::ProcessEntry;
+use crate::bindings::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
 /// `pid` as `sysinfo` shows it. Its start time has whole seconds: it is
@@ -55,7 +55,9 @@ fn state_of(process: &sysinfo::Process) -> ProcessState {
 }
 
 /// `process-table.snapshot` from one `sysinfo` refresh of every process
-/// (start tokens as [`inspect`] reports them: whole seconds).
+/// (start tokens as [`inspect`] reports them: whole seconds). Windows pins
+/// its entries through handles instead (`windows::snapshot`).
+#[cfg(not(windows))]
 pub fn snapshot(system: &mut System) -> Vec<ProcessEntry> {
     system.refresh_processes_specifics(
         ProcessesToUpdate::All,
