@@ -360,3 +360,51 @@ fn run_told_to_stop_stops_what_its_server_left_in_its_group() {
     assert!(!listening(port));
     assert!(env.read_pid_file().is_none(), "the claim ended with the server");
 }
+
+#[test]
+fn a_member_whose_pid_is_reused_after_the_snapshot_is_never_signalled() {
+    if !is_root() {
+        return crate::trust::skip(
+            "a_member_whose_pid_is_reused_after_the_snapshot_is_never_signalled",
+            "a PID namespace needs root",
+        );
+    }
+    let env = TestEnv::new();
+    let cache = test_cache();
+    // In a PID namespace: a wrapper S whose child C serves; pidman takes its
+    // snapshot of S's tree and pauses before the first signal; C dies and
+    // an impostor gets C's PID; pidman goes on, and must not touch it.
+    let script = r#"
+        sh -c "$FIXTURE serve > /dev/null; sleep 30" &
+        S=$!
+        sleep 0.5
+        read C _ < /proc/$S/task/$S/children
+        [ -n "$C" ] || { echo "no child"; exit 3; }
+        PIDMAN_TEST_PAUSE="stopping the tree=$DIR/release" \
+          $PIDMAN --json --root $DIR kill $S > $DIR/out 2> $DIR/err &
+        K=$!
+        until grep -q "paused at" $DIR/err; do sleep 0.01; done
+        kill -9 $C
+        sleep 0.3
+        echo $((C - 1)) > /proc/sys/kernel/ns_last_pid
+        sleep 60 &
+        I=$!
+        [ "$I" = "$C" ] || { echo "no reuse: $C then $I"; exit 4; }
+        touch $DIR/release
+        wait $K; echo "kill=$?"
+        cat $DIR/out
+        kill -0 $I && echo "impostor alive"
+    "#;
+    let run = crate::trust::in_pid_namespace(
+        script,
+        &[
+            ("FIXTURE", fixture("bengal").to_str().unwrap()),
+            ("PIDMAN", PIDMAN),
+            ("DIR", env.root().to_str().unwrap()),
+            ("PIDMAN_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    assert!(run.stdout.contains("kill=0"), "{run:?}");
+    assert!(run.stdout.contains("\"already-gone\""), "C reported gone: {run:?}");
+    assert!(run.stdout.contains("impostor alive"), "{run:?}");
+}

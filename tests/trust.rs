@@ -486,7 +486,7 @@ fn write_creates_a_missing_root() {
 }
 
 /// Run a shell script as root in a fresh PID namespace with its own /proc.
-fn in_pid_namespace(script: &str, env: &[(&str, &str)]) -> Run {
+pub fn in_pid_namespace(script: &str, env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "sh", "-c", script]);
     for (k, v) in env {

@@ -158,6 +158,14 @@ pub fn stop_tree(
             outcome: None,
         });
     }
+    host.log(
+        Level::Info,
+        &format!(
+            "stopping the tree of {}: {} process(es), pinned by their start tokens",
+            root.pid,
+            stopping.len()
+        ),
+    );
     let mut failures = Vec::new();
     for (i, member) in stopping.iter_mut().enumerate() {
         match terminate(host, member.target) {
