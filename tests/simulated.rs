@@ -72,10 +72,12 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
             other => panic!("unknown lock error {other}"),
         });
     }
-    // The held lock's record of its claimant: `<pid> <start token>`.
+    // The held lock's record of its claimant, which holds it itself:
+    // `<pid> <start token> <group: 0, none> <holder pid> <holder token>`.
     if let Some(named) = world["lock_names"].as_u64() {
         let start = w.processes[&(named as u32)].start_time_ms;
-        std::fs::write(root.join(".bengal.pid.lock"), format!("{named} {start}\n")).unwrap();
+        let record = format!("{named} {start} 0 {named} {start}\n");
+        std::fs::write(root.join(".bengal.pid.lock"), record).unwrap();
     }
     // A record that nobody holds: `{start:PID}` stands for PID's token.
     if let Some(text) = world["lock_file"].as_str() {

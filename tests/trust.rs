@@ -829,3 +829,60 @@ fn ctrl_c_on_a_terminal_reaches_the_server_once() {
         "once, not twice: {run:?}"
     );
 }
+
+#[test]
+fn a_claim_record_that_outlived_its_run_never_turns_the_argv_rule_off() {
+    let env = TestEnv::new();
+    // `pidman run` of a program that is not a Bengal server; run is
+    // SIGKILLed (a crashed terminal) and its server runs on.
+    let script = format!("exec {} build", fixture("bengal").display());
+    let mut run = env
+        .command(&["run", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(run.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let worker: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut worker_proc = WorkerGuard(worker);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_eq!(env.read_pid_file(), Some(worker.to_string()));
+    // Anyone holding the lock for a moment (an editor's pidman check).
+    let lock = std::fs::File::open(env.root().join(".bengal.pid.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    env.run(&["check"]).expect(1);
+    let preflight = env.run(&["--json", "preflight", "--yes"]);
+    preflight.expect(0);
+    assert!(preflight.json()["server"].is_null(), "{:?}", preflight.json());
+    drop(held);
+    assert!(worker_proc.alive(), "the worker was never signalled");
+    worker_proc.stop();
+}
+
+/// A process this test started indirectly: stopped by its PID at the end.
+struct WorkerGuard(u32);
+
+impl WorkerGuard {
+    fn alive(&mut self) -> bool {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0 as i32), None).is_ok()
+    }
+
+    fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0 as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -219,11 +219,37 @@ fn check_removes_nothing_while_another_process_holds_the_lock() {
     assert!(fake.file(PID_FILE).is_some());
 }
 
-/// The lock record naming `pid` as the live claimant, as `acquire` writes it.
+/// The lock record naming `pid` as the live claimant that holds the lock
+/// itself, as `acquire` writes it.
 fn name_claimant(fake: &Fake, pid: u32) {
     let token = fake.0.borrow().procs[&pid].start_ms;
     fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
-    fake.write(LOCK, format!("{pid} {token}\n").as_bytes());
+    fake.write(LOCK, format!("{pid} {token} 0 {pid} {token}\n").as_bytes());
+}
+
+#[test]
+fn a_record_whose_holder_is_gone_proves_no_claim_whoever_holds_the_lock() {
+    // `pidman run -- python3 worker.py`; run (5000) was SIGKILLed, its
+    // record names the worker (4242) as held by run. Now an editor's
+    // pidman holds the lock for a moment: the worker is judged by argv.
+    let fake = Fake::new();
+    fake.spawn(4242, "python3 worker.py");
+    let token = fake.0.borrow().procs[&4242].start_ms;
+    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
+    fake.write(LOCK, format!("4242 {token} 0 5000 {}\n", T0 - 70_000).as_bytes());
+    fake.write(PID_FILE, b"4242");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    let report = preflight(&fake, PID_FILE, None).unwrap();
+    assert!(report.server.is_none(), "{report:?}");
+    // An older pidman's record (no holder) proves no claim either.
+    fake.write(LOCK, format!("4242 {token}\n").as_bytes());
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    // While run lives and holds the lock, the worker is its server.
+    fake.spawn(5000, "pidman run -- python3 worker.py");
+    let run_token = fake.0.borrow().procs[&5000].start_ms;
+    fake.write(LOCK, format!("4242 {token} 0 5000 {run_token}\n").as_bytes());
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
+    assert!(fake.signals().is_empty());
 }
 
 #[test]
@@ -758,7 +784,8 @@ fn a_claim_names_its_claimant_and_is_handed_over_and_released() {
     let own_token = fake.0.borrow().procs[&OWN_PID].start_ms;
     assert_eq!(
         fake.file(LOCK),
-        Some(format!("{OWN_PID} {own_token}\n").into_bytes())
+        Some(format!("{OWN_PID} {own_token} 0 {OWN_PID} {own_token}\n").into_bytes()),
+        "the claim is held by the caller itself"
     );
     fake.spawn(4242, "bengal serve");
     hand_over(&fake, PID_FILE, 4242).unwrap();
@@ -766,7 +793,7 @@ fn a_claim_names_its_claimant_and_is_handed_over_and_released() {
     let token = fake.0.borrow().procs[&4242].start_ms;
     assert_eq!(
         fake.file(LOCK),
-        Some(format!("4242 {token} 4242\n").into_bytes()),
+        Some(format!("4242 {token} 4242 {OWN_PID} {own_token}\n").into_bytes()),
         "a server that leads its process group has the group recorded"
     );
     assert!(matches!(

@@ -20,8 +20,9 @@ pub enum Acquired<L> {
     Held(Holder),
 }
 
-/// The running process `pid`, pinned to its start token, with the process
-/// group it leads (its tree, should it die and leave members behind).
+/// The claim's record for the running process `pid`: pinned to its start
+/// token, with the process group it leads (its tree, should it die and
+/// leave members behind), held by the caller (which keeps the lock).
 fn running(host: &impl Host, pid: Pid) -> Result<lock::Record, Error> {
     let info = host.inspect(pid).map_err(|e| match e {
         Error::NotFound => {
@@ -40,6 +41,18 @@ fn running(host: &impl Host, pid: Pid) -> Result<lock::Record, Error> {
             start_token: info.start_token,
         },
         group: (info.group == pid).then_some(pid),
+        holder: holder(host),
+    })
+}
+
+/// The caller, which holds the lock for the claim, pinned by its start
+/// token (none if it cannot read itself: the record then proves no claim).
+fn holder(host: &impl Host) -> Option<ProcessIdentity> {
+    let own = host.own_pid();
+    let info = host.inspect(own).ok()?;
+    Some(ProcessIdentity {
+        pid: own,
+        start_token: info.start_token,
     })
 }
 

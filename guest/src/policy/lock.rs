@@ -1,7 +1,10 @@
 //! The sibling lock `<pid-file>.lock`: every change to a PID file happens
-//! under it, and a claimant that keeps it for a server's life names itself
-//! in it (`<pid> <start-token>`), so that "held elsewhere" means a live,
-//! named claimant and never just another pidman that is busy for a moment.
+//! under it, and a claim that keeps it for a server's life records in it
+//! its server, the server's process group, and the process that holds the
+//! lock (`<pid> <start-token> <group> <holder-pid> <holder-token>`), so
+//! that "held elsewhere" means a live claim, held by the live process the
+//! record names, and never just another pidman busy for a moment, nor a
+//! record that outlived its claim.
 
 use crate::host::Host;
 use crate::policy::pidfile;
@@ -58,38 +61,58 @@ pub fn describe(e: &Error) -> &str {
     }
 }
 
-/// What a claim records in the lock file: its server, and the process
-/// group that server leads (its tree once it is gone), when it leads one.
+/// What a claim records in the lock file: its server, the process group
+/// that server leads (its tree once it is gone), and the process that
+/// holds the lock for it (the server itself, or the `pidman run` that
+/// started it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
     /// The claimant (the server), pinned by its start token.
     pub claimant: ProcessIdentity,
     /// The process group it leads.
     pub group: Option<Pid>,
+    /// The process that holds the lock; none in a record of an older
+    /// pidman, which therefore proves no live claim.
+    pub holder: Option<ProcessIdentity>,
 }
 
-/// A claimant's record in the lock file: `<pid> <start-token>[ <group>]`.
+/// A claim's record in the lock file: `<pid> <start-token> <group>
+/// <holder-pid> <holder-token>` (group 0: none).
 pub fn record(claim: Record) -> String {
     let ProcessIdentity { pid, start_token } = claim.claimant;
-    match claim.group {
-        Some(group) => format!("{pid} {start_token} {group}\n"),
-        None => format!("{pid} {start_token}\n"),
+    let group = claim.group.unwrap_or(0);
+    match claim.holder {
+        Some(h) => format!("{pid} {start_token} {group} {} {}\n", h.pid, h.start_token),
+        None => format!("{pid} {start_token} {group}\n"),
     }
 }
 
-/// The claim a lock file's contents record, if they record one.
+/// The claim a lock file's contents record, if they record one: `<pid>
+/// <token>`, then optionally `<group>` (0: none), then optionally
+/// `<holder-pid> <holder-token>`.
 pub fn parse_record(bytes: &[u8]) -> Option<Record> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut fields = text.split_ascii_whitespace();
-    let pid = pidfile::parse(fields.next()?.as_bytes()).ok()?;
-    let start_token = fields.next()?.parse().ok()?;
+    let identity = |pid: &str, token: &str| -> Option<ProcessIdentity> {
+        Some(ProcessIdentity {
+            pid: pidfile::parse(pid.as_bytes()).ok()?,
+            start_token: token.parse().ok()?,
+        })
+    };
+    let claimant = identity(fields.next()?, fields.next()?)?;
     let group = match fields.next() {
+        Some("0") | None => None,
         Some(group) => Some(pidfile::parse(group.as_bytes()).ok()?),
-        None => None,
+    };
+    let holder = match (fields.next(), fields.next()) {
+        (Some(pid), Some(token)) => Some(identity(pid, token)?),
+        (None, None) => None,
+        _ => return None,
     };
     fields.next().is_none().then_some(Record {
-        claimant: ProcessIdentity { pid, start_token },
+        claimant,
         group,
+        holder,
     })
 }
 
@@ -110,16 +133,21 @@ pub fn recorded_claim(host: &impl Host, pid_file: &str) -> Option<Record> {
     parse_record(&host.read_file(&lock_path, pidfile::MAX_BYTES).ok()?.bytes)
 }
 
-/// The live process the lock file at `lock_path` names, if it still runs
-/// with the start token it was named with.
+/// The claimant of a held lock: the server the lock file records, when
+/// both it and the process the record names as the lock's holder still
+/// run with their start tokens. A record whose holder is gone (a SIGKILLed
+/// `pidman run`) proves nothing, whoever holds the lock for a moment now.
 fn named_claimant(host: &impl Host, lock_path: &str) -> Option<ProcessIdentity> {
     // Only a regular file is read: a FIFO there could block the read.
     let stat = host.file_stat(lock_path).ok()?;
     pidfile::refuse_unless_pid_file(lock_path, &stat).ok()?;
     let read = host.read_file(lock_path, pidfile::MAX_BYTES).ok()?;
-    let named = parse_record(&read.bytes)?.claimant;
-    let info = host.inspect(named.pid).ok()?;
-    (info.state == ProcessState::Running && info.start_token == named.start_token).then_some(named)
+    let record = parse_record(&read.bytes)?;
+    let runs = |who: ProcessIdentity| {
+        host.inspect(who.pid)
+            .is_ok_and(|info| info.state == ProcessState::Running && info.start_token == who.start_token)
+    };
+    (runs(record.holder?) && runs(record.claimant)).then_some(record.claimant)
 }
 
 /// Take the lock for a decision about `pid_file`, waiting at most `wait_ms`.
@@ -214,12 +242,33 @@ mod tests {
             pid: 42,
             start_token: 98_765,
         };
+        let holder = Some(ProcessIdentity {
+            pid: 7,
+            start_token: 1,
+        });
         for group in [None, Some(42)] {
-            let claim = Record { claimant, group };
-            assert_eq!(parse_record(record(claim).as_bytes()), Some(claim));
+            for holder in [None, holder] {
+                let claim = Record {
+                    claimant,
+                    group,
+                    holder,
+                };
+                assert_eq!(parse_record(record(claim).as_bytes()), Some(claim));
+            }
         }
-        assert_eq!(parse_record(b"42 5"), Some(Record { claimant: ProcessIdentity { pid: 42, start_token: 5 }, group: None }));
-        for garbage in ["", "\n", "42", "42 x", "0 5", "-1 5", "42 5 6 7", "42 5 x", "42 5 0", "x 5"] {
+        let old = Record {
+            claimant: ProcessIdentity {
+                pid: 42,
+                start_token: 5,
+            },
+            group: None,
+            holder: None,
+        };
+        assert_eq!(parse_record(b"42 5\n"), Some(old), "an older pidman's record");
+        for garbage in [
+            "", "\n", "42", "42 x", "0 5", "-1 5", "42 5 6 7", "42 5 x", "42 5 6 7 x", "x 5",
+            "42 5 0 7 1 9",
+        ] {
             assert_eq!(parse_record(garbage.as_bytes()), None, "{garbage:?}");
         }
     }

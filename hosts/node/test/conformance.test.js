@@ -29,10 +29,12 @@ function arrange(sim, root, world) {
   sim.socketList.push(...world.sockets.map((s) => ({ ...s })));
   if (world.lock_held_elsewhere) sim.locksHeldElsewhere.add(`${pidFile}.lock`);
   sim.lockError = world.lock_error ?? null;
-  // The held lock's record of its claimant: `<pid> <start token>`.
+  // The held lock's record of its claimant, which holds it itself:
+  // `<pid> <start token> <group: 0, none> <holder pid> <holder token>`.
   const named = world.lock_names;
   if (named !== undefined && named !== null) {
-    writeFileSync(`${pidFile}.lock`, `${named} ${sim.processes.get(named).start}\n`);
+    const start = sim.processes.get(named).start;
+    writeFileSync(`${pidFile}.lock`, `${named} ${start} 0 ${named} ${start}\n`);
   }
   // A claim record nobody holds: `{start:PID}` is PID's start token.
   if (typeof world.lock_file === 'string') {

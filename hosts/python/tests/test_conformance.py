@@ -40,11 +40,12 @@ def arrange(sim, root, world):
     if world["lock_held_elsewhere"]:
         sim.locks_held_elsewhere.add(str(root / ".bengal.pid.lock"))
     sim.lock_error = world.get("lock_error")
-    # The held lock's record of its claimant: `<pid> <start token>`.
+    # The held lock's record of its claimant, which holds it itself:
+    # `<pid> <start token> <group: 0, none> <holder pid> <holder token>`.
     named = world.get("lock_names")
     if named is not None:
         start = sim.processes[named]["start"]
-        (root / ".bengal.pid.lock").write_text(f"{named} {start}\n")
+        (root / ".bengal.pid.lock").write_text(f"{named} {start} 0 {named} {start}\n")
     # A claim record nobody holds: `{start:PID}` is PID's start token.
     record = world.get("lock_file")
     if record is not None:
