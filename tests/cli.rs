@@ -56,11 +56,24 @@ fn usage_errors_exit_2_with_a_message() {
 }
 
 #[test]
-fn a_missing_root_is_a_clear_error() {
+fn a_missing_root_is_a_missing_pid_file() {
+    // A shutdown script's `pidman --root $SITE remove` after $SITE was
+    // cleaned: as a missing directory in `--pid-file` is.
     let env = TestEnv::new();
-    let run = env.run(&["--root", "no/such/dir", "check"]);
+    let file = env.root().join("gone/.bengal.pid");
+    for (command, code) in [("check", 1), ("remove", 0), ("preflight", 0)] {
+        env.run(&["--root", "no/such/dir", command]).expect(code);
+        if command != "preflight" {
+            env.run(&[command, "--pid-file", file.to_str().unwrap()])
+                .expect(code);
+        }
+    }
+    assert!(!env.root().join("no").exists(), "nothing was created");
+    // A root that is a file is an error that names it.
+    std::fs::write(env.root().join("plain"), "").unwrap();
+    let run = env.run(&["--root", "plain", "check"]);
     run.expect(2);
-    assert!(run.stderr.contains("no/such/dir"), "{}", run.stderr);
+    assert!(run.stderr.contains("plain"), "{}", run.stderr);
 }
 
 #[test]

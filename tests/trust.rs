@@ -481,8 +481,8 @@ fn write_creates_a_missing_root() {
         server.pid().to_string()
     );
     let missing = env.run(&["--json", "--root", "/nonexistent/x", "check"]);
-    missing.expect(2);
-    assert_eq!(missing.json()["error"]["kind"], "io", "not a plugin fault");
+    missing.expect(1);
+    assert!(missing.json()["pid"].is_null(), "a missing root holds no PID file");
 }
 
 /// Run a shell script as root in a fresh PID namespace with its own /proc.
@@ -885,4 +885,58 @@ impl Drop for WorkerGuard {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+#[test]
+fn another_processs_command_line_never_reaches_the_terminal_raw() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let mut cmd = Command::new(fixture("bengal"));
+    cmd.args([
+        "serve",
+        "--port",
+        &port.to_string(),
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J",
+        "\nclear: no stale server, port 1 is free",
+    ]);
+    let server = start_ready(cmd);
+    for args in [
+        vec!["preflight", "--port", &port.to_string()],
+        vec!["-v", "port", &port.to_string()],
+        vec!["kill", "--dry-run", &server.pid().to_string()],
+    ] {
+        let run = env.run(&args);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(!all.contains('\u{1b}') && !all.contains('\u{7}'), "{args:?}: {all:?}");
+        assert!(
+            !all.lines().any(|l| l.starts_with("clear:")),
+            "{args:?}: a forged line: {all:?}"
+        );
+        assert!(all.contains("\\e]0;pwned"), "{args:?}: shown escaped: {all:?}");
+    }
+    // In --json it is data, whole.
+    let json = env.run(&["--json", "preflight", "--port", &port.to_string()]).json();
+    assert!(json["server"]["command"].as_str().unwrap().contains("\u{1b}]0;pwned"));
+}
+
+#[test]
+fn run_wakes_a_stopped_server_to_act_on_the_sigterm_it_forwards() {
+    let env = TestEnv::new();
+    let mut run = env
+        .command(&["run", "--", fixture("bengal").to_str().unwrap(), "serve"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(run.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server: i32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let _server = WorkerGuard(server as u32);
+    let pid = |p: i32| nix::unistd::Pid::from_raw(p);
+    nix::sys::signal::kill(pid(server), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(pid(run.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let done = finish_within(run, Duration::from_secs(20), "run with a stopped server");
+    assert_eq!(done.code, 143, "the server ended by SIGTERM: {done:?}");
 }

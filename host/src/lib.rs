@@ -107,15 +107,17 @@ impl<B: Backend> PidManager<B> {
     /// The manager for the PID file the plugin names for `project_root`.
     /// The plugin may use the project root and nothing else: the grant comes
     /// from the root the caller gave, and a PID file the plugin names
-    /// outside it is refused.
+    /// outside it is refused. A root that does not exist (yet) is a missing
+    /// PID file: the grant is its nearest existing ancestor, where the
+    /// plugin finds nothing to check or remove and may create the rest.
     pub fn in_root(
         plugin: &Plugin<B>,
         project_root: &Path,
         backend: B,
         verbose: bool,
     ) -> Result<Self, Error> {
-        let root = paths::resolve_dir(project_root).map_err(Error::Io)?;
-        let mut session = plugin.instantiate(&root, backend, verbose)?;
+        let (grant, root) = paths::resolve_root(project_root).map_err(Error::Io)?;
+        let mut session = plugin.instantiate(&grant, backend, verbose)?;
         let root_str = paths::utf8(&root).map_err(Error::Io)?;
         let named = session.call(DEFAULT_BUDGET, |g, s| g.call_get_pid_file(s, root_str))?;
         if gate::Grant::new(root.clone()).check(&named).is_err() {

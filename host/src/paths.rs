@@ -65,6 +65,18 @@ pub fn resolve_file(file: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((grant, pid_file))
 }
 
+/// (the directory to grant, the project root's absolute path inside it):
+/// the root itself when it exists; else its nearest existing ancestor, so
+/// that a missing root is a missing PID file (nothing to check, nothing to
+/// remove), as a missing directory in `--pid-file` is.
+pub fn resolve_root(root: &Path) -> Result<(PathBuf, PathBuf)> {
+    if root.exists() {
+        let root = resolve_dir(root)?;
+        return Ok((root.clone(), root));
+    }
+    resolve_file(root)
+}
+
 /// A path as UTF-8, which the WIT strings need.
 pub fn utf8(path: &Path) -> Result<&str> {
     path.to_str()

@@ -14,6 +14,27 @@ use std::time::{Duration, Instant};
 
 use crate::bindings::bengal::pid_manager::log::Level;
 
+/// `text` with every control character escaped (`\n`, `\e`, `\x{7}`), so
+/// that another process's command line, quoted in a message, can never
+/// move the cursor, retitle the terminal or forge a line of pidman's own
+/// output. (In `--json` it stays data: JSON escapes it.) Idempotent: the
+/// escapes hold no control character, and a backslash stays as it is (a
+/// Windows path reads as it is).
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            c if c.is_control() => out.push_str(&format!("\\x{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Where the guest's messages go.
 #[derive(Debug, Default, Clone)]
 pub struct LogSink {
@@ -52,7 +73,7 @@ impl LogSink {
             Level::Warn => "warn",
         };
         if self.verbose {
-            eprintln!("pidman: {level}: {message}");
+            eprintln!("pidman: {level}: {}", escape_controls(&message));
         }
         if !self.paused
             && let Some((text, release)) = pause_point()

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::exit::{Exit, Outcome};
 use crate::Error;
+use crate::capabilities::log::escape_controls;
 
 /// Print what `run` came to and give the exit status.
 pub fn finish(json: bool, command: &str, result: Result<Outcome, Error>) -> ExitCode {
@@ -29,7 +30,7 @@ pub fn finish(json: bool, command: &str, result: Result<Outcome, Error>) -> Exit
             })),
         ),
         Err(e) => {
-            eprintln!("pidman: {e}");
+            eprintln!("pidman: {}", escape_controls(&e.to_string()));
             (Exit::Error, Ok(()))
         }
     };
@@ -64,8 +65,9 @@ fn print_json(value: &Value) -> std::io::Result<()> {
 
 fn print_lines(lines: &[String]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
+    // Lines quote other processes' command lines: never raw to a terminal.
     for line in lines {
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", escape_controls(line))?;
     }
     out.flush()
 }

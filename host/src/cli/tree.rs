@@ -7,24 +7,7 @@ use serde_json::{Value, json};
 use super::commands::kill_name;
 use crate::{LineageEntry, PortHolder, Role, StopReport, TreeMember};
 
-/// `text` with every control character escaped (`\n`, `\e`, `\x07`, as
-/// `ps` shows them), so that no argument can move the cursor, retitle the
-/// terminal or forge a line of pidman's own output.
-pub fn shown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{1b}' => out.push_str("\\e"),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\x{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::capabilities::log::escape_controls as shown;
 
 /// `PID 4242 (`node vite`)`.
 fn named(pid: u32, command: &str) -> String {
@@ -138,6 +121,8 @@ mod tests {
         assert_eq!(shown("\u{1b}]0;pwned\u{7}"), "\\e]0;pwned\\x{7}");
         assert_eq!(shown("a\nclear: no stale server"), "a\\nclear: no stale server");
         assert_eq!(shown("\u{9b}2J"), "\\x{9b}2J", "the C1 CSI too");
-        assert_eq!(shown("caf\u{e9} \\"), "caf\u{e9} \\\\");
+        assert_eq!(shown("caf\u{e9} C:\\x"), "caf\u{e9} C:\\x");
+        let once = shown("\u{1b}[2J\n");
+        assert_eq!(shown(&once), once, "idempotent");
     }
 }

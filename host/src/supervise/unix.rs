@@ -11,7 +11,7 @@
 //! it once, from the terminal; the wrapper takes the terminal back when
 //! the server ends. A thread takes each signal sent to the wrapper with
 //! `sigwait` and forwards it once: SIGINT and SIGHUP to the server's
-//! process group, SIGTERM to the server.
+//! process group, SIGTERM to the server, each followed by SIGCONT.
 
 use std::ffi::OsString;
 use std::io;
@@ -175,12 +175,16 @@ pub fn forward_until_exit(mut child: Child) -> io::Result<ExitStatus> {
                 if signal.is_ok() {
                     TOLD_TO_STOP.store(true, Ordering::SeqCst);
                 }
+                // Each followed by SIGCONT, as `kill` sends it: a stopped
+                // server (Ctrl-Z, SIGSTOP) acts on it only once it runs.
                 match signal {
                     Ok(Signal::SIGTERM) => {
                         let _ = kill(pid, Signal::SIGTERM);
+                        let _ = kill(pid, Signal::SIGCONT);
                     }
                     Ok(signal) => {
                         let _ = killpg(pid, signal);
+                        let _ = killpg(pid, Signal::SIGCONT);
                     }
                     Err(_) => {}
                 }
