@@ -49,6 +49,7 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
         process.unkillable = p["unkillable"].as_bool().unwrap();
         process.parent = p["ppid"].as_u64().map_or(1, |p| p as u32);
         process.group = p["pgid"].as_u64().map(|g| g as u32);
+        process.session = p["sid"].as_u64().map_or(0, |s| s as u32);
         process.respawn = p["respawn"].as_bool().unwrap_or(false);
         w.processes
             .insert(p["pid"].as_u64().unwrap() as u32, process);

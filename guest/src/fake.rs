@@ -48,6 +48,8 @@ pub struct Proc {
     pub parent: Pid,
     /// Its process group (its own PID unless spawned as a child).
     pub group: Pid,
+    /// Its session (0: unknown, as where none can be read).
+    pub session: Pid,
 }
 
 #[derive(Clone, Debug)]
@@ -154,6 +156,7 @@ impl Fake {
                 term_pending: false,
                 parent: 1,
                 group: pid,
+                session: 0,
             },
         );
     }
@@ -291,6 +294,7 @@ impl Host for Fake {
             state: proc.state,
             parent: proc.parent,
             group: proc.group,
+            session: proc.session,
         })
     }
 

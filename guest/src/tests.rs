@@ -784,7 +784,7 @@ fn a_claim_names_its_claimant_and_is_handed_over_and_released() {
     let own_token = fake.0.borrow().procs[&OWN_PID].start_ms;
     assert_eq!(
         fake.file(LOCK),
-        Some(format!("{OWN_PID} {own_token} 0 {OWN_PID} {own_token}\n").into_bytes()),
+        Some(format!("{OWN_PID} {own_token} 0 {OWN_PID} {own_token} {own_token}\n").into_bytes()),
         "the claim is held by the caller itself"
     );
     fake.spawn(4242, "bengal serve");
@@ -793,7 +793,7 @@ fn a_claim_names_its_claimant_and_is_handed_over_and_released() {
     let token = fake.0.borrow().procs[&4242].start_ms;
     assert_eq!(
         fake.file(LOCK),
-        Some(format!("4242 {token} 4242 {OWN_PID} {own_token}\n").into_bytes()),
+        Some(format!("4242 {token} 4242 {OWN_PID} {own_token} {token}\n").into_bytes()),
         "a server that leads its process group has the group recorded"
     );
     assert!(matches!(

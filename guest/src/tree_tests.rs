@@ -247,13 +247,12 @@ fn the_holder_is_named_with_its_ancestry() {
     assert!(fake.signals().is_empty());
 }
 
-/// The lock file a `pidman run` left when it was SIGKILLed: it records its
-/// server `pid` (with its start token) and, when it leads one, its group.
+/// The lock file a `pidman run` (PID 4100, gone) left when it was
+/// SIGKILLed: it records its server `pid` (start token and time: the fake's
+/// are one) and, when it leads one, its group.
 fn record_claim(fake: &Fake, pid: Pid, start_ms: u64, group: Option<Pid>) {
-    let record = match group {
-        Some(g) => format!("{pid} {start_ms} {g}\n"),
-        None => format!("{pid} {start_ms}\n"),
-    };
+    let group = group.unwrap_or(0);
+    let record = format!("{pid} {start_ms} {group} 4100 {} {start_ms}\n", start_ms - 5);
     fake.put(LOCK, FakeFile::regular(record.as_bytes(), fake.now() - 30_000));
 }
 
@@ -363,5 +362,114 @@ fn a_server_above_the_caller_is_the_callers_own_never_stale() {
     fake.listen(PORT, Some(3000), UID, TcpState::Listen, 11);
     let report = preflight(&fake, PID_FILE, Some(PORT)).unwrap();
     assert!(report.server.is_none(), "{report:?}");
+    assert!(fake.signals().is_empty());
+}
+
+// --- the review's cases ---------------------------------------------------
+
+#[test]
+fn the_search_for_a_server_stops_at_a_session_leader() {
+    // `screen -S site bengal serve`: the daemon keeps that argv. A window
+    // (a session leader) runs a shell, and in it a server or another
+    // program holds the port. The daemon, and every other window under
+    // it, is never the server.
+    for holder_line in ["bengal serve", "node vite"] {
+        let fake = Fake::new();
+        fake.spawn(5000, "SCREEN -S site bengal serve");
+        fake.with_proc(5000, |p| p.session = 5000);
+        fake.child(5001, 5000, "bash", 100);
+        fake.with_proc(5001, |p| {
+            p.session = 5001;
+            p.group = 5001;
+        });
+        fake.child(5002, 5001, holder_line, 100);
+        fake.with_proc(5002, |p| p.session = 5001);
+        fake.child(5010, 5000, "vim notes.txt", 50); // another window
+        fake.listen(PORT, Some(5002), UID, TcpState::Listen, 11);
+        let report = preflight(&fake, PID_FILE, Some(PORT)).unwrap();
+        match holder_line {
+            "bengal serve" => {
+                let server = report.server.unwrap();
+                assert_eq!(server.identity.pid, 5002);
+                assert_eq!(server.tree.len(), 1);
+                clear_stale(&fake, PID_FILE, &server, None, None).unwrap();
+                assert_eq!(signalled(&fake), vec![5002]);
+            }
+            _ => {
+                assert_eq!(report.verdict, Verdict::PortBusy);
+                assert!(report.server.is_none());
+                assert!(fake.signals().is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_zombie_group_leader_with_another_token_means_the_group_was_reused() {
+    let fake = Fake::new();
+    let start = run_wrapper(&fake);
+    record_claim(&fake, 5000, start, Some(5000));
+    // PID 5000 went to an unrelated process that exited and is a zombie.
+    fake.spawn_at(5000, "unrelated", T0 - 10);
+    fake.with_proc(5000, |p| p.state = ProcessState::Zombie);
+    fake.with_proc(5001, |p| p.parent = 1);
+    let report = preflight(&fake, PID_FILE, Some(PORT)).unwrap();
+    assert_eq!(report.verdict, Verdict::PortBusy, "{report:?}");
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn a_record_from_before_this_boot_names_no_group() {
+    // The record survived a reboot (or a container restart): PIDs and
+    // start tokens began again, and group 5000 may be anyone's.
+    let fake = Fake::new();
+    let start = run_wrapper(&fake);
+    let boot = T0 - 1_000;
+    fake.with_proc(1, |p| p.start_ms = boot);
+    let before_boot = boot - 3_600_000;
+    fake.put(
+        LOCK,
+        FakeFile::regular(
+            format!("5000 {start} 5000 4100 1 {before_boot}\n").as_bytes(),
+            fake.now() - 30_000,
+        ),
+    );
+    fake.0.borrow_mut().procs.remove(&5000);
+    fake.with_proc(5001, |p| p.parent = 1);
+    let report = preflight(&fake, PID_FILE, Some(PORT)).unwrap();
+    assert_eq!(report.verdict, Verdict::PortBusy, "{report:?}");
+    assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn a_claim_covers_its_servers_children_so_run_never_stops_a_managed_server() {
+    // `pidman run -- uv run bengal serve`: run (4100) holds the lock for uv
+    // (5000); Bengal (5001), uv's child, wrote its own PID to the file.
+    let fake = Fake::new();
+    fake.spawn(4100, "pidman run -- uv run bengal serve");
+    fake.child(5000, 4100, "uv run bengal serve", 10);
+    fake.with_proc(5000, |p| p.group = 5000);
+    fake.child(5001, 5000, "python -m bengal serve", 10);
+    fake.listen(PORT, Some(5001), UID, TcpState::Listen, 11);
+    let (uv, run) = {
+        let s = fake.0.borrow();
+        (s.procs[&5000].start_ms, s.procs[&4100].start_ms)
+    };
+    fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
+    fake.put(
+        LOCK,
+        FakeFile::regular(
+            format!("5000 {uv} 5000 4100 {run} {uv}\n").as_bytes(),
+            fake.now() - 30_000,
+        ),
+    );
+    fake.write(PID_FILE, b"5001");
+    let server = preflight(&fake, PID_FILE, Some(PORT)).unwrap().server.unwrap();
+    assert_eq!(server.identity.pid, 5001);
+    assert!(server.claimed, "the file names the claim's server's child");
+    // Without the PID file, found through the port: claimed all the same.
+    fake.0.borrow_mut().files.remove(PID_FILE);
+    let server = preflight(&fake, PID_FILE, Some(PORT)).unwrap().server.unwrap();
+    assert!(server.claimed, "{server:?}");
     assert!(fake.signals().is_empty());
 }

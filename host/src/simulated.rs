@@ -49,6 +49,8 @@ pub struct Process {
     pub parent: Pid,
     /// Its process group; none: the one it leads (its own PID).
     pub group: Option<Pid>,
+    /// Its session (0: unknown).
+    pub session: Pid,
     /// A reloader's child: when it exits while its parent runs and has
     /// not been sent SIGTERM, the parent starts a replacement (the next
     /// free PID, the same argv, parent and group), which takes over its
@@ -71,6 +73,7 @@ impl Process {
             unkillable: false,
             parent: 1,
             group: None,
+            session: 0,
             respawn: false,
             exits_at: None,
             terminated: false,
@@ -214,6 +217,7 @@ impl Simulated {
             replacement.argv = process.argv.clone();
             replacement.parent = process.parent;
             replacement.group = Some(process.group.unwrap_or(pid));
+            replacement.session = process.session;
             replacement.respawn = true;
             replacement.on_term = process.on_term;
             world.processes.insert(next, replacement);
@@ -296,6 +300,7 @@ impl Backend for Simulated {
             state: p.state,
             parent: p.parent,
             group: p.group.unwrap_or(pid),
+            session: p.session,
         })
     }
 

@@ -40,8 +40,9 @@ fn running(host: &impl Host, pid: Pid) -> Result<lock::Record, Error> {
             pid,
             start_token: info.start_token,
         },
-        group: (info.group == pid).then_some(pid),
+        group: (info.group == pid && pid > 1).then_some(pid),
         holder: holder(host),
+        started_ms: Some(info.start_time_ms),
     })
 }
 

@@ -1,7 +1,8 @@
 //! The sibling lock `<pid-file>.lock`: every change to a PID file happens
 //! under it, and a claim that keeps it for a server's life records in it
 //! its server, the server's process group, and the process that holds the
-//! lock (`<pid> <start-token> <group> <holder-pid> <holder-token>`), so
+//! lock (`<pid> <start-token> <group> <holder-pid> <holder-token>
+//! <started-ms>`), so
 //! that "held elsewhere" means a live claim, held by the live process the
 //! record names, and never just another pidman busy for a moment, nor a
 //! record that outlived its claim.
@@ -74,45 +75,61 @@ pub struct Record {
     /// The process that holds the lock; none in a record of an older
     /// pidman, which therefore proves no live claim.
     pub holder: Option<ProcessIdentity>,
+    /// When the claimant started, in ms since the epoch: a record from
+    /// before this boot (or this container's start) is ignored, since start
+    /// tokens count from boot and PIDs repeat after one.
+    pub started_ms: Option<u64>,
 }
 
 /// A claim's record in the lock file: `<pid> <start-token> <group>
-/// <holder-pid> <holder-token>` (group 0: none).
+/// <holder-pid> <holder-token> <started-ms>` (group 0: none; holder and
+/// start only when known, in that order).
 pub fn record(claim: Record) -> String {
     let ProcessIdentity { pid, start_token } = claim.claimant;
-    let group = claim.group.unwrap_or(0);
-    match claim.holder {
-        Some(h) => format!("{pid} {start_token} {group} {} {}\n", h.pid, h.start_token),
-        None => format!("{pid} {start_token} {group}\n"),
+    let mut text = format!("{pid} {start_token} {}", claim.group.unwrap_or(0));
+    if let Some(h) = claim.holder {
+        text.push_str(&format!(" {} {}", h.pid, h.start_token));
+        if let Some(started) = claim.started_ms {
+            text.push_str(&format!(" {started}"));
+        }
     }
+    text.push('\n');
+    text
 }
 
 /// The claim a lock file's contents record, if they record one: `<pid>
 /// <token>`, then optionally `<group>` (0: none), then optionally
-/// `<holder-pid> <holder-token>`.
+/// `<holder-pid> <holder-token>` and `<started-ms>`. PID 1 is never a
+/// claimant, a holder or a group.
 pub fn parse_record(bytes: &[u8]) -> Option<Record> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut fields = text.split_ascii_whitespace();
+    let above_init = |pid: &str| pidfile::parse(pid.as_bytes()).ok().filter(|&p| p > 1);
     let identity = |pid: &str, token: &str| -> Option<ProcessIdentity> {
         Some(ProcessIdentity {
-            pid: pidfile::parse(pid.as_bytes()).ok()?,
+            pid: above_init(pid)?,
             start_token: token.parse().ok()?,
         })
     };
     let claimant = identity(fields.next()?, fields.next()?)?;
     let group = match fields.next() {
         Some("0") | None => None,
-        Some(group) => Some(pidfile::parse(group.as_bytes()).ok()?),
+        Some(group) => Some(above_init(group)?),
     };
     let holder = match (fields.next(), fields.next()) {
         (Some(pid), Some(token)) => Some(identity(pid, token)?),
         (None, None) => None,
         _ => return None,
     };
+    let started_ms = match fields.next() {
+        Some(ms) => Some(ms.parse().ok()?),
+        None => None,
+    };
     fields.next().is_none().then_some(Record {
         claimant,
         group,
         holder,
+        started_ms,
     })
 }
 
@@ -130,7 +147,69 @@ pub fn recorded_claim(host: &impl Host, pid_file: &str) -> Option<Record> {
     }
     let stat = host.file_stat(&lock_path).ok()?;
     pidfile::refuse_unless_pid_file(&lock_path, &stat).ok()?;
-    parse_record(&host.read_file(&lock_path, pidfile::MAX_BYTES).ok()?.bytes)
+    let mut record = parse_record(&host.read_file(&lock_path, pidfile::MAX_BYTES).ok()?.bytes)?;
+    if !this_boot(host, record.started_ms) {
+        // PIDs, groups and start tokens start over at a boot: the record's
+        // group may now be anyone's.
+        record.group = None;
+    }
+    Some(record)
+}
+
+/// Whether a claimant that started at `started_ms` started in this boot
+/// (or this container's life): no earlier than PID 1. Unknown: no.
+fn this_boot(host: &impl Host, started_ms: Option<u64>) -> bool {
+    let Some(started) = started_ms else {
+        return false;
+    };
+    match host.inspect(1) {
+        Ok(init) => started >= init.start_time_ms,
+        // No PID 1 to compare with (Windows): the start tokens there are
+        // absolute times, which a reboot does not repeat.
+        Err(_) => true,
+    }
+}
+
+/// The claim recorded in `pid_file`'s lock file, when it is live: its
+/// server and the holder it names both run with their start tokens (the
+/// holder keeps the lock for as long as it lives). Read without taking the
+/// lock.
+pub fn live_claim(host: &impl Host, pid_file: &str) -> Option<Record> {
+    let record = recorded_claim(host, pid_file)?;
+    let runs = |who: ProcessIdentity| {
+        host.inspect(who.pid).is_ok_and(|info| {
+            info.state == ProcessState::Running && info.start_token == who.start_token
+        })
+    };
+    (runs(record.holder?) && runs(record.claimant)).then_some(record)
+}
+
+/// Whether the claim of `claimant` (leading `group`) covers the running
+/// process `pid`: it is the claimant, a descendant of it (a wrapper's
+/// server: `run -- uv run bengal serve`), or a member of its group.
+pub fn covers(host: &impl Host, claimant: ProcessIdentity, group: Option<Pid>, pid: Pid) -> bool {
+    let mut at = pid;
+    let mut child_token = u64::MAX;
+    for _ in 0..crate::policy::tree::MAX_DEPTH {
+        let Ok(info) = host.inspect(at) else {
+            return false;
+        };
+        if info.start_token > child_token {
+            return false; // a reused parent PID: younger than its child
+        }
+        if at == claimant.pid {
+            return info.start_token == claimant.start_token;
+        }
+        if at == pid && group.is_some_and(|g| g == info.group) {
+            return info.start_token >= claimant.start_token;
+        }
+        if info.parent <= 1 || info.parent == at {
+            return false;
+        }
+        child_token = info.start_token;
+        at = info.parent;
+    }
+    false
 }
 
 /// The claimant of a held lock: the server the lock file records, when
@@ -247,11 +326,12 @@ mod tests {
             start_token: 1,
         });
         for group in [None, Some(42)] {
-            for holder in [None, holder] {
+            for (holder, started_ms) in [(None, None), (holder, None), (holder, Some(77))] {
                 let claim = Record {
                     claimant,
                     group,
                     holder,
+                    started_ms,
                 };
                 assert_eq!(parse_record(record(claim).as_bytes()), Some(claim));
             }
@@ -263,11 +343,12 @@ mod tests {
             },
             group: None,
             holder: None,
+            started_ms: None,
         };
         assert_eq!(parse_record(b"42 5\n"), Some(old), "an older pidman's record");
         for garbage in [
             "", "\n", "42", "42 x", "0 5", "-1 5", "42 5 6 7", "42 5 x", "42 5 6 7 x", "x 5",
-            "42 5 0 7 1 9",
+            "42 5 0 7 1 x", "42 5 0 7 1 9 9", "1 5", "42 5 1", "42 5 0 1 5",
         ] {
             assert_eq!(parse_record(garbage.as_bytes()), None, "{garbage:?}");
         }

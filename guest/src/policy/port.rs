@@ -5,7 +5,7 @@ use crate::host::Host;
 use crate::policy::identity::{command_line, is_bengal_argv};
 use crate::policy::{lock, tree};
 use crate::wit::bengal::pid_manager::ports::TcpSocket;
-use crate::wit::bengal::pid_manager::process_table::{ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::process_table::ProcessInfo;
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 use crate::wit::exports::bengal::pid_manager::manager::{
     LineageEntry, PortDescription, PortHolder, PortOwner, Role,
@@ -72,7 +72,10 @@ pub fn describe_port(
 
 /// The holder `pid` and its ancestors, each with its role; cut after the
 /// topmost that is a server (Bengal's, or the recorded claim's), never
-/// reaching the caller or its ancestors.
+/// reaching the caller or its ancestors, and never above a session leader:
+/// a terminal's shell, a multiplexer's window (`screen -S x bengal serve`
+/// keeps that argv in its daemon) or a daemon is where a server's
+/// ancestry ends, not a server to stop with everything under it.
 pub fn holder(
     host: &impl Host,
     pid: Pid,
@@ -103,7 +106,8 @@ pub fn holder(
         } else {
             Role::Other
         };
-        at = Some(info.parent).filter(|&parent| parent != pid);
+        let leads_its_session = info.session != 0 && info.session == pid;
+        at = Some(info.parent).filter(|&parent| parent != pid && !leads_its_session);
         lineage.push((
             LineageEntry {
                 pid,
@@ -146,9 +150,12 @@ fn orphan_of(host: &impl Host, holder: &ProcessInfo, record: lock::Record) -> Op
     let root = record.claimant;
     // A PID is not reused while its group lives: a leader with another
     // start token means the claim's group ended.
+    // Its own zombie still holds the id; anyone else's, running or not,
+    // means the id was reused.
     let leader_is_the_claims = match host.inspect(group) {
-        Ok(leader) => leader.state != ProcessState::Running || leader.start_token == root.start_token,
-        Err(_) => true,
+        Ok(leader) => leader.start_token == root.start_token,
+        Err(Error::NotFound) => true,
+        Err(_) => false, // there, but unreadable: not known to be free
     };
     (holder.group == group
         && group == root.pid

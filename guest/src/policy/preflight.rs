@@ -99,6 +99,7 @@ fn caller_is_not_stale(
 /// the recorded claim the holder belongs to.
 fn from_port(
     host: &impl Host,
+    pid_file: &str,
     holder: &PortHolder,
     record: Option<Record>,
 ) -> Result<Option<(StaleServer, Vec<ProcessEntry>)>, Error> {
@@ -120,7 +121,12 @@ fn from_port(
                 holder.lineage[0].pid, top.pid
             ),
         );
-        return caller_is_not_stale(server(host, identity, false, false, record));
+        // Managed by a live claim: `run`'s server, a child of it, or the
+        // `run` that holds the claim (its argv ends in the server's)?
+        let claimed = lock::live_claim(host, pid_file).is_some_and(|c| {
+            c.holder == Some(identity) || lock::covers(host, c.claimant, c.group, identity.pid)
+        });
+        return caller_is_not_stale(server(host, identity, false, claimed, record));
     }
     let Some(root) = holder.orphan_of else {
         return Ok(None);
@@ -152,7 +158,7 @@ pub fn preflight(
     if found.is_none()
         && let Some(PortDescription::Held(holder)) = &description
     {
-        found = from_port(host, holder, record)?;
+        found = from_port(host, pid_file, holder, record)?;
     }
     let (mut server, members) = found.unzip();
     let status = port_status(description, members.as_deref().unwrap_or_default());

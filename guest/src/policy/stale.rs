@@ -218,7 +218,9 @@ pub fn find_live_server(host: &impl Host, pid_file: &str) -> Result<Option<LiveS
     match judged.verdict {
         Verdict::Live(pid) => Ok(Some(LiveServer {
             pid,
-            claimed: claimant.is_some_and(|c| c.pid == pid),
+            // The claim covers its server's own children too: a file that
+            // `run -- uv run bengal serve`'s Bengal wrote names uv's child.
+            claimed: claimant.is_some_and(|c| lock::covers(host, c, None, pid)),
         })),
         Verdict::Caller(pid) => {
             host.log(

@@ -38,10 +38,11 @@ impl Snapshot {
         Ok(Self::from_entries(host.snapshot()?))
     }
 
-    /// Index `entries` (the running ones; a zombie has exited and needs no
-    /// signal, and its children are already someone else's).
+    /// Index `entries`. A zombie is kept (its PID, and so its group's id,
+    /// is still taken), but it is never a member nor a parent: it has
+    /// exited, and its children are already someone else's.
     pub fn from_entries(mut entries: Vec<ProcessEntry>) -> Self {
-        entries.retain(|e| e.state == ProcessState::Running && e.pid != 0);
+        entries.retain(|e| e.pid != 0);
         entries.sort_unstable_by_key(|e| e.pid);
         entries.dedup_by_key(|e| e.pid);
         let mut snapshot = Self {
@@ -51,6 +52,7 @@ impl Snapshot {
         let mut children: Vec<(Pid, Pid)> = snapshot
             .entries
             .iter()
+            .filter(|e| e.state == ProcessState::Running)
             .filter_map(|e| Some((snapshot.parent_of(e)?.pid, e.pid)))
             .collect();
         children.sort_unstable();
@@ -58,25 +60,31 @@ impl Snapshot {
         snapshot
     }
 
-    /// The running process `pid`, whatever its start token.
+    /// Where `pid` is in `entries`.
+    fn index(&self, pid: Pid) -> Option<usize> {
+        self.entries.binary_search_by_key(&pid, |e| e.pid).ok()
+    }
+
+    /// The process `pid` (running or a zombie), whatever its start token.
     fn entry(&self, pid: Pid) -> Option<&ProcessEntry> {
-        let at = self.entries.binary_search_by_key(&pid, |e| e.pid).ok()?;
-        Some(&self.entries[at])
+        Some(&self.entries[self.index(pid)?])
     }
 
     /// The running process `pid`, if it has this start token.
     pub fn get(&self, identity: ProcessIdentity) -> Option<&ProcessEntry> {
-        self.entry(identity.pid)
-            .filter(|e| e.start_token == identity.start_token)
+        self.entry(identity.pid).filter(|e| {
+            e.start_token == identity.start_token && e.state == ProcessState::Running
+        })
     }
 
-    /// `entry`'s parent, if that process started no later.
+    /// `entry`'s parent, if that process runs and started no later.
     fn parent_of(&self, entry: &ProcessEntry) -> Option<&ProcessEntry> {
         if entry.parent == 0 || entry.parent == entry.pid {
             return None;
         }
-        self.entry(entry.parent)
-            .filter(|parent| parent.start_token <= entry.start_token)
+        self.entry(entry.parent).filter(|parent| {
+            parent.state == ProcessState::Running && parent.start_token <= entry.start_token
+        })
     }
 
     /// The children of `pid`, in PID order.
@@ -126,17 +134,21 @@ impl Snapshot {
                     .map(|e| e.pid),
             );
         }
+        // Visited, by position in `entries`: linear, however large the tree
+        // (a runaway spawner is exactly what one wants to stop).
+        let mut seen = vec![false; self.entries.len()];
         let mut members: Vec<ProcessEntry> = Vec::new();
         let mut next = 0;
         while let Some(&pid) = queue.get(next) {
             next += 1;
-            if pid == 1 || excluded.contains(&pid) || members.iter().any(|m| m.pid == pid) {
+            let Some(at) = self.index(pid) else { continue };
+            let entry = self.entries[at];
+            if pid <= 1 || seen[at] || entry.state != ProcessState::Running || excluded.contains(&pid) {
                 continue;
             }
-            if let Some(entry) = self.entry(pid) {
-                members.push(*entry);
-                queue.extend(self.children_of(pid));
-            }
+            seen[at] = true;
+            members.push(entry);
+            queue.extend(self.children_of(pid));
         }
         members
     }
@@ -146,7 +158,8 @@ impl Snapshot {
     /// exists, so a live process `group` with another start token means the
     /// claim's group ended and the id now names someone else's.
     fn group_is_the_claims(&self, group: Pid, root: ProcessIdentity) -> bool {
-        group == root.pid
+        group > 1
+            && group == root.pid
             && self
                 .entry(group)
                 .is_none_or(|leader| leader.start_token == root.start_token)

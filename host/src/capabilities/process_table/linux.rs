@@ -36,6 +36,8 @@ pub struct Process {
     pub parent: u32,
     /// Its process group.
     pub group: u32,
+    /// Its session.
+    pub session: u32,
 }
 
 /// A WIT `process-info` (of whichever bindings: the host's, or the guest's
@@ -60,6 +62,7 @@ macro_rules! process_info {
             },
             parent: p.parent,
             group: p.group,
+            session: p.session,
         }
     }};
 }
@@ -85,6 +88,8 @@ pub struct Stat {
     pub parent: u32,
     /// Field 5, `pgrp`.
     pub group: u32,
+    /// Field 6, `session`.
+    pub session: u32,
 }
 
 /// Parse a `/proc/<pid>/stat` line. The name may hold spaces and
@@ -100,13 +105,15 @@ pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
     let state = fields.next()?;
     let parent = fields.next()?.parse().ok()?;
     let group = fields.next()?.parse().ok()?;
-    let start_ticks = fields.nth(16)?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    let start_ticks = fields.nth(15)?.parse().ok()?;
     Some(Stat {
         name,
         zombie: matches!(state, "Z" | "X" | "x"),
         start_ticks,
         parent,
         group,
+        session,
     })
 }
 
@@ -238,6 +245,7 @@ pub fn read(pid: u32) -> io::Result<Process> {
         zombie: stat.zombie || status.zombie,
         parent: stat.parent,
         group: stat.group,
+        session: stat.session,
     })
 }
 
@@ -335,7 +343,7 @@ mod tests {
         assert_eq!(stat.name, "my (odd) name");
         assert!(stat.zombie);
         assert_eq!(stat.start_ticks, 98765);
-        assert_eq!((stat.parent, stat.group), (1, 123));
+        assert_eq!((stat.parent, stat.group, stat.session), (1, 123, 123));
     }
 
     #[test]

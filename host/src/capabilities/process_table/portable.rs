@@ -44,7 +44,21 @@ pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
         state: state_of(process),
         parent: process.parent().map_or(0, |p| p.as_u32()),
         group: group_of(pid),
+        session: session_of(pid),
     })
+}
+
+/// The session of `pid` (`getsid`); 0 when it cannot be read.
+#[cfg(unix)]
+pub fn session_of(pid: Pid) -> Pid {
+    nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid as i32)))
+        .map_or(0, |s| s.as_raw() as Pid)
+}
+
+/// Windows sessions are not Unix sessions: none is reported.
+#[cfg(windows)]
+pub fn session_of(_pid: Pid) -> Pid {
+    0
 }
 
 fn state_of(process: &sysinfo::Process) -> ProcessState {
