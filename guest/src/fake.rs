@@ -50,6 +50,9 @@ pub struct Proc {
     pub group: Pid,
     /// Its session (0: unknown, as where none can be read).
     pub session: Pid,
+    /// On SIGTERM it starts this process (a pool replacing a worker), in
+    /// its group, and exits only later.
+    pub spawns_on_term: Option<Pid>,
 }
 
 #[derive(Clone, Debug)]
@@ -157,6 +160,7 @@ impl Fake {
                 parent: 1,
                 group: pid,
                 session: 0,
+                spawns_on_term: None,
             },
         );
     }
@@ -333,6 +337,18 @@ impl Host for Fake {
         }
         state.signals.push((target.pid, signal));
         let now = state.now;
+        let proc = state.procs.get_mut(&target.pid).unwrap();
+        if signal == Signal::Term
+            && let Some(spawned) = proc.spawns_on_term.take()
+        {
+            let mut child = proc.clone();
+            child.argv = vec!["worker".into()];
+            child.start_ms = now;
+            child.parent = target.pid;
+            child.spawns_on_term = None;
+            child.exits_at = None;
+            state.procs.insert(spawned, child);
+        }
         let proc = state.procs.get_mut(&target.pid).unwrap();
         match signal {
             Signal::Term if proc.stopped => proc.term_pending = true,

@@ -59,7 +59,11 @@ fn kill_stops_the_whole_tree_the_root_first() {
         ]
     );
     assert_eq!(report.members[2].command, "node vite");
-    assert_eq!(fake.0.borrow().snapshots, 1, "one snapshot, before the first signal");
+    assert_eq!(
+        fake.0.borrow().snapshots,
+        2,
+        "one snapshot before the first signal, one for what the tree started meanwhile"
+    );
     for pid in [5000, 5001, 5002] {
         assert_ne!(fake.0.borrow().procs[&pid].state, ProcessState::Running);
     }
@@ -146,6 +150,7 @@ fn a_member_whose_pid_is_reused_after_the_snapshot_is_never_signalled() {
         reused.argv = vec!["postgres".into()];
         reused.start_ms = T0;
         reused.parent = 1;
+        reused.group = 5002;
     });
     let report = kill_stale_process(&fake, 5000, None).unwrap();
     assert_eq!(signalled(&fake), vec![5000, 5001]);
@@ -472,4 +477,21 @@ fn a_claim_covers_its_servers_children_so_run_never_stops_a_managed_server() {
     let server = preflight(&fake, PID_FILE, Some(PORT)).unwrap().server.unwrap();
     assert!(server.claimed, "{server:?}");
     assert!(fake.signals().is_empty());
+}
+
+#[test]
+fn what_the_tree_starts_while_it_is_stopped_is_stopped_too() {
+    // A pool master (5000, leading group 5000) replaces its worker when it
+    // gets SIGTERM: the new worker (5002) is not in the snapshot, and is
+    // orphaned when the master exits. It is in the master's group.
+    let fake = Fake::new();
+    fake.spawn(5000, "bengal serve --workers 1");
+    fake.child(5001, 5000, "bengal-worker", 100);
+    fake.with_proc(5000, |p| p.spawns_on_term = Some(5002));
+    let report = kill_stale_process(&fake, 5000, None).unwrap();
+    let stopped: Vec<Pid> = report.members.iter().map(|m| m.pid).collect();
+    assert_eq!(stopped, vec![5000, 5001, 5002]);
+    assert_ne!(fake.0.borrow().procs[&5002].state, ProcessState::Running);
+    // Nothing outside the master's group is a late member.
+    assert!(!signalled(&fake).contains(&OWN_PID));
 }

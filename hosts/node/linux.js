@@ -16,7 +16,8 @@ const sleep = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 
 /** The fields of /proc/<pid>/stat pidman reads: the name between the
  *  first `(` and the last `)` (decoded lossily: a name need not be UTF-8),
- *  then field 3 state, 4 ppid, 5 pgrp, 22 start time in clock ticks. */
+ *  then field 3 state, 4 ppid, 5 pgrp, 6 session, 22 start time in clock
+ *  ticks. */
 export function parseStat(text) {
   const close = text.lastIndexOf(')');
   const fields = text.slice(close + 1).trim().split(/\s+/);
@@ -26,7 +27,8 @@ export function parseStat(text) {
   }
   return {
     name: text.slice(text.indexOf('(') + 1, close), state: fields[0],
-    parent: Number(fields[1]), group: Number(fields[2]), ticks: BigInt(fields[19]),
+    parent: Number(fields[1]), group: Number(fields[2]), session: Number(fields[3]),
+    ticks: BigInt(fields[19]),
   };
 }
 
@@ -82,6 +84,7 @@ export class LinuxBackend {
     return {
       pid, name: s.name, argv, startTimeMs: this.boot + (s.ticks * 1000n) / BigInt(HZ),
       startToken: s.ticks, uid, state: stateOf(s), parent: s.parent, group: s.group,
+      session: s.session,
     };
   }
 

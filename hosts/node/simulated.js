@@ -30,12 +30,15 @@ export class SimBackend {
   }
 
   /** `onTerm`: ms until exit after SIGTERM, or null to ignore it. `group`
-   *  0: the process's own PID (set when it is added). `respawn`: a
+   *  0: the process's own PID (set when it is added). `session`: its session
+   *  (0: unknown; a session leader's is its own PID). `respawn`: a
    *  reloader's child, which its parent replaces when it exits. */
   static process(argv, start, uid, {
-    zombie = false, onTerm = 50, unkillable = false, parent = 1, group = 0, respawn = false,
+    zombie = false, onTerm = 50, unkillable = false, parent = 1, group = 0, session = 0, respawn = false,
   } = {}) {
-    return { argv, start, uid, zombie, onTerm, unkillable, exitsAt: null, parent, group, respawn, termed: false };
+    return {
+      argv, start, uid, zombie, onTerm, unkillable, exitsAt: null, parent, group, session, respawn, termed: false,
+    };
   }
 
   /** Add process `pid` (leading its own group unless it has one). */
@@ -68,14 +71,14 @@ export class SimBackend {
   }
 
   /** The replacement a reloader starts for its exited child `p` (the next
-   *  free PID, same argv, parent and group, started now), when its parent
-   *  still runs and was not sent SIGTERM; else null. */
+   *  free PID, same argv, parent, group and session, started now), when its
+   *  parent still runs and was not sent SIGTERM; else null. */
   respawn(p) {
     const parent = this.processes.get(p.parent);
     if (!p.respawn || p.parent === 1 || !parent || parent.zombie || parent.termed) return null;
     const heir = Math.max(...this.processes.keys()) + 1;
     this.add(heir, SimBackend.process([...p.argv], this.nowMs, p.uid, {
-      onTerm: p.onTerm, parent: p.parent, group: p.group, respawn: true,
+      onTerm: p.onTerm, parent: p.parent, group: p.group, session: p.session, respawn: true,
     }));
     return heir;
   }
@@ -102,7 +105,7 @@ export class SimBackend {
     return {
       pid, name: p.argv.length ? basename(p.argv[0]) : '', argv: p.zombie ? [] : [...p.argv],
       startTimeMs: BigInt(p.start), startToken: BigInt(p.start), uid: p.uid,
-      state: p.zombie ? 'zombie' : 'running', parent: p.parent, group: p.group,
+      state: p.zombie ? 'zombie' : 'running', parent: p.parent, group: p.group, session: p.session,
     };
   }
 

@@ -131,17 +131,96 @@ struct Stopping {
     outcome: Option<KillOutcome>,
 }
 
+/// How many more times a stop looks for processes its tree started while
+/// it was being stopped (a pool replacing the workers pidman just killed).
+pub const LATE_ROUNDS: usize = 3;
+
+/// The grace a process started during the stop gets after SIGTERM.
+pub const LATE_GRACE_MS: u64 = 1_000;
+
 /// Stop `members` (the tree of `root`, from one snapshot): SIGTERM and
 /// SIGCONT to each, the root first; wait for all of them within one
 /// timeout; SIGKILL every survivor and confirm. Every signal is aimed at
-/// a pinned identity, so a PID reused meanwhile is never signalled. Ok only
-/// when every member is gone.
+/// a pinned identity, so a PID reused meanwhile is never signalled. Then
+/// look again: processes the tree started meanwhile in a process group one
+/// of its members led are stopped too (a few rounds at most). Ok only when
+/// every member, and every such late one, is gone.
 pub fn stop_tree(
     host: &impl Host,
     root: ProcessIdentity,
     members: &[ProcessEntry],
     timeout_ms: u64,
 ) -> Result<StopReport, Error> {
+    let mut stopped = stop_once(host, members, timeout_ms, true)?;
+    let mut all = members.to_vec();
+    for round in 0..=LATE_ROUNDS {
+        let late = late_members(host, &all)?;
+        if late.is_empty() {
+            break;
+        }
+        if round == LATE_ROUNDS {
+            let pids: Vec<String> = late.iter().map(|e| e.pid.to_string()).collect();
+            return Err(Error::Survived(format!(
+                "the tree of PID {} kept starting processes while it was stopped (now {})",
+                root.pid,
+                pids.join(", ")
+            )));
+        }
+        host.log(
+            Level::Info,
+            &format!("{} process(es) the tree started while it was stopped", late.len()),
+        );
+        stopped.extend(stop_once(host, &late, timeout_ms.min(LATE_GRACE_MS), false)?);
+        all.extend(late);
+    }
+    let outcome = stopped
+        .iter()
+        .find(|m| m.pid == root.pid)
+        .map_or(KillOutcome::AlreadyGone, |m| m.outcome);
+    Ok(StopReport {
+        outcome,
+        members: stopped,
+    })
+}
+
+/// Running processes, not yet stopped, in a process group that one of the
+/// stopped members led, started no earlier than that leader: what the tree
+/// started while it was being stopped. Never the caller or its ancestors.
+fn late_members(host: &impl Host, stopped: &[ProcessEntry]) -> Result<Vec<ProcessEntry>, Error> {
+    let leaders: Vec<&ProcessEntry> = stopped
+        .iter()
+        .filter(|m| m.group == m.pid && m.pid > 1)
+        .collect();
+    if leaders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snapshot = host.snapshot()?;
+    let callers = Snapshot::from_entries(snapshot.clone()).callers(host.own_pid(), host.parent_pid());
+    Ok(snapshot
+        .into_iter()
+        .filter(|e| e.state == ProcessState::Running && e.pid > 1 && !callers.contains(&e.pid))
+        .filter(|e| {
+            leaders
+                .iter()
+                .any(|l| l.group == e.group && e.start_token >= l.start_token)
+        })
+        .filter(|e| {
+            !stopped
+                .iter()
+                .any(|m| m.pid == e.pid && m.start_token == e.start_token)
+        })
+        .collect())
+}
+
+/// One round of [`stop_tree`]: TERM+CONT (the first member first; with
+/// `first_is_root`, a refusal there stops everything before any other
+/// signal), one shared wait, KILL, confirm.
+fn stop_once(
+    host: &impl Host,
+    members: &[ProcessEntry],
+    timeout_ms: u64,
+    first_is_root: bool,
+) -> Result<Vec<MemberStop>, Error> {
     let mut stopping = Vec::with_capacity(members.len());
     for (member, described) in members.iter().zip(tree::describe(host, members)) {
         if let Some(why) = refusal(host, member.pid) {
@@ -158,14 +237,16 @@ pub fn stop_tree(
             outcome: None,
         });
     }
-    host.log(
-        Level::Info,
-        &format!(
-            "stopping the tree of {}: {} process(es), pinned by their start tokens",
-            root.pid,
-            stopping.len()
-        ),
-    );
+    if let Some(first) = stopping.first() {
+        host.log(
+            Level::Info,
+            &format!(
+                "stopping the tree of {}: {} process(es), pinned by their start tokens",
+                first.target.pid,
+                stopping.len()
+            ),
+        );
+    }
     let mut failures = Vec::new();
     for (i, member) in stopping.iter_mut().enumerate() {
         match terminate(host, member.target) {
@@ -173,7 +254,7 @@ pub fn stop_tree(
             Ok(false) => member.outcome = Some(KillOutcome::AlreadyGone),
             // The root first: a refusal there stops the whole stop before
             // any other process is signalled.
-            Err(e) if i == 0 => return Err(e),
+            Err(e) if i == 0 && first_is_root => return Err(e),
             Err(e) => failures.push((member.target.pid, e)),
         }
     }
@@ -221,19 +302,14 @@ pub fn stop_tree(
     if let Some(error) = unfinished(failures, &survivors) {
         return Err(error);
     }
-    let members: Vec<MemberStop> = stopping
+    Ok(stopping
         .into_iter()
         .map(|m| MemberStop {
             pid: m.target.pid,
             command: m.command,
             outcome: m.outcome.unwrap_or(KillOutcome::Killed),
         })
-        .collect();
-    let outcome = members
-        .iter()
-        .find(|m| m.pid == root.pid)
-        .map_or(KillOutcome::AlreadyGone, |m| m.outcome);
-    Ok(StopReport { outcome, members })
+        .collect())
 }
 
 /// SIGTERM, then SIGCONT (a stopped process acts on SIGTERM only once it

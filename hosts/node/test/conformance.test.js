@@ -23,7 +23,7 @@ function arrange(sim, root, world) {
   for (const p of world.processes) {
     sim.add(p.pid, SimBackend.process(p.argv, sim.nowMs - p.started_ms_ago, p.uid, {
       zombie: p.zombie, onTerm: p.on_term === 'ignore' ? null : p.term_delay_ms, unkillable: p.unkillable,
-      parent: p.ppid ?? 1, group: p.pgid ?? p.pid, respawn: p.respawn ?? false,
+      parent: p.ppid ?? 1, group: p.pgid ?? p.pid, session: p.sid ?? 0, respawn: p.respawn ?? false,
     }));
   }
   sim.socketList.push(...world.sockets.map((s) => ({ ...s })));

@@ -96,8 +96,20 @@ test('a snapshot lists this process with its parent and group', () => {
   assert.equal(info.parent, process.ppid);
 });
 
+test('a detached child leads its own session; this process does not share it', async () => {
+  const child = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+  try {
+    await new Promise((ok, fail) => { child.once('spawn', ok); child.once('error', fail); });
+    const backend = new LinuxBackend();
+    assert.equal(backend.inspect(child.pid).session, child.pid);
+    assert.notEqual(backend.inspect(process.pid).session, child.pid);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
 test('a name that is not UTF-8 is read lossily', () => {
   const line = Buffer.from('77 (bad\xff) nm) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0\n', 'latin1');
   const s = parseStat(line.toString('utf8'));
-  assert.deepEqual([s.name, s.state, s.parent, s.group, s.ticks], ['bad\ufffd) nm', 'S', 1, 77, 12345n]);
+  assert.deepEqual([s.name, s.state, s.parent, s.group, s.session, s.ticks], ['bad\ufffd) nm', 'S', 1, 77, 77, 12345n]);
 });

@@ -35,18 +35,20 @@ class _Stat(NamedTuple):
     state: str
     parent: int
     group: int
+    session: int
     ticks: int
 
 
 def _parse_stat(raw: bytes) -> _Stat:
     """One /proc/<pid>/stat line: the name between the first `(` and the
     last `)` (decoded lossily: a name need not be UTF-8), then the fields
-    after it: 3 state, 4 ppid, 5 pgrp, 22 start time in clock ticks."""
+    after it: 3 state, 4 ppid, 5 pgrp, 6 session, 22 start time in clock
+    ticks."""
     text = raw.decode("utf-8", "replace")
     close = text.rindex(")")
     fields = text[close + 1:].split()
     return _Stat(text[text.index("(") + 1: close], fields[0], int(fields[1]), int(fields[2]),
-                 int(fields[19]))
+                 int(fields[3]), int(fields[19]))
 
 
 def _stat(pid: int) -> _Stat:
@@ -105,6 +107,7 @@ class LinuxBackend:
             "pid": pid, "name": st.name, "argv": argv,
             "start_time_ms": self._boot + st.ticks * 1000 // _HZ, "start_token": st.ticks,
             "uid": uid, "state": _state(st.state), "parent": st.parent, "group": st.group,
+            "session": st.session,
         }
 
     def snapshot(self) -> list[dict[str, Any]]:

@@ -35,13 +35,16 @@ class SimBackend:
     @staticmethod
     def process(argv: list[str], start_ms: int, uid: int, zombie: bool = False,
                 on_term: Optional[int] = 50, unkillable: bool = False, parent: int = 1,
-                group: int = 0, respawn: bool = False) -> dict[str, Any]:
+                group: int = 0, session: int = 0, respawn: bool = False) -> dict[str, Any]:
         """`on_term`: ms until exit after SIGTERM, or None to ignore it.
-        `group` 0: the process's own PID (set when it is added). `respawn`:
-        a reloader's child, which its parent replaces when it exits."""
+        `group` 0: the process's own PID (set when it is added). `session`:
+        its session (0: unknown; a session leader's is its own PID).
+        `respawn`: a reloader's child, which its parent replaces when it
+        exits."""
         return {"argv": argv, "start": start_ms, "uid": uid, "zombie": zombie,
                 "on_term": on_term, "unkillable": unkillable, "exits_at": None,
-                "parent": parent, "group": group, "respawn": respawn, "termed": False}
+                "parent": parent, "group": group, "session": session,
+                "respawn": respawn, "termed": False}
 
     def add(self, pid: int, p: dict[str, Any]) -> None:
         """Add process `pid` (leading its own group unless it has one)."""
@@ -74,15 +77,16 @@ class SimBackend:
 
     def _respawn(self, p: dict[str, Any]) -> Optional[int]:
         """The replacement a reloader starts for its exited child `p` (the
-        next free PID, same argv, parent and group, started now), when its
-        parent still runs and was not sent SIGTERM."""
+        next free PID, same argv, parent, group and session, started now),
+        when its parent still runs and was not sent SIGTERM."""
         parent = self.processes.get(p["parent"])
         if not p["respawn"] or p["parent"] == 1 or parent is None or parent["zombie"] \
                 or parent["termed"]:
             return None
         heir = max(self.processes) + 1
         self.add(heir, self.process(list(p["argv"]), self.now_ms, p["uid"], on_term=p["on_term"],
-                                    parent=p["parent"], group=p["group"], respawn=True))
+                                    parent=p["parent"], group=p["group"],
+                                    session=p["session"], respawn=True))
         return heir
 
     def _identified(self, pid: int, token: int) -> dict[str, Any]:
@@ -114,7 +118,7 @@ class SimBackend:
                 "argv": [] if p["zombie"] else list(p["argv"]), "start_time_ms": p["start"],
                 "start_token": p["start"], "uid": p["uid"],
                 "state": "zombie" if p["zombie"] else "running",
-                "parent": p["parent"], "group": p["group"]}
+                "parent": p["parent"], "group": p["group"], "session": p["session"]}
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [{"pid": pid, "parent": p["parent"], "group": p["group"], "start_token": p["start"],

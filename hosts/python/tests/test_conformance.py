@@ -34,7 +34,7 @@ def arrange(sim, root, world):
         sim.add(p["pid"], sim.process(
             p["argv"], sim.now_ms - p["started_ms_ago"], p["uid"], p["zombie"],
             None if p["on_term"] == "ignore" else p["term_delay_ms"], p["unkillable"],
-            parent=p.get("ppid", 1), group=p.get("pgid", p["pid"]),
+            parent=p.get("ppid", 1), group=p.get("pgid", p["pid"]), session=p.get("sid", 0),
             respawn=p.get("respawn", False)))
     sim.sockets_.extend(dict(s) for s in world["sockets"])
     if world["lock_held_elsewhere"]:

@@ -104,7 +104,18 @@ def test_a_snapshot_lists_the_caller_with_its_parent_and_group():
     assert (me["parent"], me["group"], me["state"]) == (os.getppid(), os.getpgrp(), "running")
     assert me["start_token"] == LinuxBackend().inspect(os.getpid())["start_token"]
     info = LinuxBackend().inspect(os.getpid())
-    assert (info["parent"], info["group"]) == (os.getppid(), os.getpgrp())
+    assert (info["parent"], info["group"], info["session"]) == (
+        os.getppid(), os.getpgrp(), os.getsid(0))
+
+
+def test_a_detached_child_leads_its_own_session():
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert LinuxBackend().inspect(child.pid)["session"] == child.pid
+        assert LinuxBackend().inspect(os.getpid())["session"] == os.getsid(0) != child.pid
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_name_that_is_not_utf8_is_read_lossily():
@@ -112,5 +123,5 @@ def test_a_name_that_is_not_utf8_is_read_lossily():
 
     line = b"77 (bad\xff) nm) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0\n"
     st = _parse_stat(line)
-    assert (st.name, st.state, st.parent, st.group, st.ticks) == (
-        "bad\ufffd) nm", "S", 1, 77, 12345)
+    assert (st.name, st.state, st.parent, st.group, st.session, st.ticks) == (
+        "bad\ufffd) nm", "S", 1, 77, 77, 12345)
