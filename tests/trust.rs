@@ -505,13 +505,17 @@ fn a_pid_reused_on_the_real_host_is_never_signalled() {
     }
     let env = TestEnv::new();
     let cache = test_cache();
+    // 2.5 s between the file and the impostor: past the one-second slack
+    // of the identity rule, even where start times are whole seconds
+    // computed from a whole-second boot time (sysinfo, `PIDMAN_PORTABLE=1`:
+    // up to a second early), which 1.2 s left to chance.
     let script = r#"
         $FIXTURE serve > /dev/null &
         A=$!
         sleep 0.5
         $PIDMAN --root $DIR write --pid $A || exit 3
         kill -9 $A; wait $A
-        sleep 1.2
+        sleep 2.5
         echo $((A - 1)) > /proc/sys/kernel/ns_last_pid
         $FIXTURE serve > /dev/null &
         B=$!
@@ -939,4 +943,56 @@ fn run_wakes_a_stopped_server_to_act_on_the_sigterm_it_forwards() {
     nix::sys::signal::kill(pid(run.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let done = finish_within(run, Duration::from_secs(20), "run with a stopped server");
     assert_eq!(done.code, 143, "the server ended by SIGTERM: {done:?}");
+}
+
+#[test]
+fn a_lock_file_root_left_in_a_users_project_never_locks_the_user_out() {
+    if !is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        return skip(
+            "a_lock_file_root_left_in_a_users_project_never_locks_the_user_out",
+            "needs root (to leave root's file) and setpriv (to run as nobody)",
+        );
+    }
+    let env = TestEnv::new();
+    std::fs::set_permissions(
+        env.root(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // The user's project, and the lock file one `sudo pidman run` left.
+    let project = env.root().join("project");
+    std::fs::create_dir(&project).unwrap();
+    nix::unistd::chown(&project, Some(65534.into()), Some(65534.into())).unwrap();
+    let lock = project.join(".bengal.pid.lock");
+    std::fs::write(&lock, "").unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", PIDMAN])
+            .arg("--root")
+            .arg(&project)
+            .args(args)
+            .env("PIDMAN_CACHE_DIR", "/nonexistent")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    // Checks and changes still work: the lock is taken read-only.
+    as_nobody(&["write", "--pid", "12345"]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(project.join(".bengal.pid")).unwrap(),
+        "12345"
+    );
+    as_nobody(&["check"]).expect(1);
+    as_nobody(&["remove"]).expect(0);
+    // A claim must record itself in the file: refused, naming the file,
+    // its owner and the fix.
+    let claim = as_nobody(&["acquire"]);
+    claim.expect(2);
+    assert!(claim.stderr.contains("belongs to root"), "{}", claim.stderr);
+    assert!(
+        claim.stderr.contains(&format!("`rm {}`", lock.display())),
+        "{}",
+        claim.stderr
+    );
 }

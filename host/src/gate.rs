@@ -27,6 +27,15 @@ impl Grant {
         &self.dir
     }
 
+    /// `path` if it names the granted directory itself, for a look at
+    /// its owner (never a lock, a read or a write); else as [`Self::check`].
+    pub fn check_or_self<'p>(&self, path: &'p str) -> Result<&'p Path, Error> {
+        if Path::new(path) == self.dir {
+            return Ok(Path::new(path));
+        }
+        self.check(path)
+    }
+
     /// `path` if it names an entry of the granted directory (or below it),
     /// without `..` steps; else the `denied` error.
     pub fn check<'p>(&self, path: &'p str) -> Result<&'p Path, Error> {
@@ -134,6 +143,12 @@ mod tests {
                 matches!(grant.check(outside), Err(Error::Denied(_))),
                 "{outside}"
             );
+        }
+        // Its own owner may be looked at; nothing outside it, still.
+        assert!(grant.check_or_self("/srv/site").is_ok());
+        assert!(grant.check_or_self("/srv/site/.bengal.pid").is_ok());
+        for outside in ["/srv", "/srv/sitex", "/srv/site/..", "relative"] {
+            assert!(grant.check_or_self(outside).is_err(), "{outside}");
         }
     }
 

@@ -100,7 +100,8 @@ impl<B: Backend> ports::Host for PluginState<B> {
 
 impl<B: Backend> files::Host for PluginState<B> {
     fn owner(&mut self, path: String) -> Answer<files::FileOwner> {
-        Ok(match self.grant.check(&path) {
+        // The granted directory's own owner too: whose project it is.
+        Ok(match self.grant.check_or_self(&path) {
             Ok(path) => self.backend.file_owner(path),
             Err(e) => Err(e),
         })

@@ -289,6 +289,38 @@ pub fn lock_for_change<H: Host>(host: &H, pid_file: &str) -> Result<Option<H::Lo
     }
 }
 
+/// The error for a lock file this user cannot write, naming its owner and
+/// the fix when it is someone else's (a `sudo pidman run` left one owned by
+/// root in the user's project): whoever owns the directory may remove it.
+pub fn not_ours(host: &impl Host, pid_file: &str, e: Error) -> Error {
+    if !matches!(e, Error::PermissionDenied(_)) {
+        return e;
+    }
+    let lock_path = pidfile::lock_path(pid_file);
+    let own_uid = host.own_uid();
+    let Ok(owner) = host.file_owner(&lock_path) else {
+        return e;
+    };
+    if owner.uid == own_uid {
+        return e;
+    }
+    let dir = lock_path.rsplit_once('/').map_or(".", |(dir, _)| dir);
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let fix = match host.file_owner(dir) {
+        Ok(d) if d.uid == own_uid => format!("`rm {lock_path}` (you own {dir})"),
+        _ => format!("`sudo rm {lock_path}`"),
+    };
+    let who = if owner.uid == 0 {
+        "root (a `sudo pidman` or `sudo bengal serve` left it)".to_owned()
+    } else {
+        format!("uid {}", owner.uid)
+    };
+    Error::PermissionDenied(format!(
+        "{lock_path} belongs to {who}, so pidman (uid {own_uid}) cannot record a claim in it; \
+         no claim holds it now (pidman just took its lock): remove it with {fix}"
+    ))
+}
+
 /// Create the PID file's directory when it is missing, so that its lock
 /// file can be made (whatever a host answers for a missing directory).
 pub fn ensure_dir(host: &impl Host, pid_file: &str) -> Result<(), Error> {

@@ -31,19 +31,30 @@ pub fn owner(path: &Path) -> Result<FileOwner, Error> {
     })
 }
 
-/// Take the lock on `path`, polling for at most `wait_ms`.
+/// Take the lock on `path`, polling for at most `wait_ms`. A lock file
+/// this user may read but not write (one `sudo pidman` left) is locked
+/// through a read-only descriptor: `flock` needs no write access, so the
+/// user's checks and changes still work (a claim, which records itself in
+/// the file, is refused by the plugin, naming the file and the fix).
 pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
     let shown = path.display().to_string();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        // O_NONBLOCK: a FIFO or device planted at the path never blocks the
-        // open; anything but a regular file is refused below.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
+    let open = |write: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .create(write)
+            .truncate(false)
+            .mode(0o644)
+            // O_NONBLOCK: a FIFO or device planted at the path never blocks
+            // the open; anything but a regular file is refused below.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+    };
+    let file = open(true)
+        .or_else(|e| match e.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM | libc::EROFS) if path.exists() => open(false),
+            _ => Err(e),
+        })
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => {
                 Error::Untrusted(format!("{shown} is a symlink; pidman never follows one"))
