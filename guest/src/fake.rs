@@ -53,6 +53,8 @@ pub struct Proc {
     /// On SIGTERM it starts this process (a pool replacing a worker), in
     /// its group, and exits only later.
     pub spawns_on_term: Option<Pid>,
+    /// The OS refuses to signal it (EPERM), whatever its uid says.
+    pub refuses_signals: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +108,8 @@ pub struct State {
     /// Runs once, right after the next snapshot is taken (a change between
     /// the snapshot and the first signal).
     pub after_snapshot: Option<fn(&mut State)>,
+    /// Every directory `create_dir_all` made.
+    pub created_dirs: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -161,6 +165,7 @@ impl Fake {
                 group: pid,
                 session: 0,
                 spawns_on_term: None,
+                refuses_signals: false,
             },
         );
     }
@@ -332,7 +337,7 @@ impl Host for Fake {
         if proc.state != ProcessState::Running {
             return Err(Error::NotFound);
         }
-        if proc.uid != UID {
+        if proc.uid != UID || proc.refuses_signals {
             return Err(Error::PermissionDenied("EPERM".into()));
         }
         state.signals.push((target.pid, signal));
@@ -497,6 +502,9 @@ impl Host for Fake {
             return Err(Error::PermissionDenied(format!("{path}: read-only")));
         }
         let now = state.now;
+        if state.files.get(path).is_some_and(|f| f.uid != UID) {
+            return Err(Error::PermissionDenied(format!("{path}: permission denied")));
+        }
         let file = state
             .files
             .entry(path.to_owned())
@@ -511,9 +519,11 @@ impl Host for Fake {
     }
 
     fn create_dir_all(&self, dir: &str) -> Result<(), Error> {
-        if self.0.borrow().readonly {
+        let mut state = self.0.borrow_mut();
+        if state.readonly {
             return Err(Error::PermissionDenied(format!("{dir}: read-only")));
         }
+        state.created_dirs.push(dir.to_owned());
         Ok(())
     }
 

@@ -69,6 +69,8 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod rule_tests;
+#[cfg(test)]
 mod tree_tests;
 
 use crate::wasi_host::WasiHost;
