@@ -433,3 +433,38 @@ fn group_one_is_never_a_claims_group() {
     };
     assert!(snap.tree(init, Some(1), &[]).is_empty());
 }
+
+#[test]
+fn init_is_never_a_late_member_whatever_its_group() {
+    let fake = Fake::new();
+    family(&fake);
+    let late = token(&fake, 5002) + 1;
+    fake.with_proc(1, |p| {
+        p.group = 5000;
+        p.start_ms = late;
+    });
+    assert!(kill_stale_process(&fake, 5000, None).is_ok());
+    assert!(!fake.signals().iter().any(|(pid, _)| *pid == 1));
+}
+
+#[test]
+fn a_members_pid_reused_by_the_tree_itself_is_a_late_member() {
+    // The master's SIGTERM handler starts a process that gets the PID of a
+    // worker that just exited: not that worker (another start), but the
+    // tree's all the same.
+    let fake = Fake::new();
+    family(&fake);
+    fake.with_proc(5000, |p| p.spawns_on_term = Some(5001));
+    let report = kill_stale_process(&fake, 5000, None).unwrap();
+    assert_ne!(fake.0.borrow().procs[&5001].state, ProcessState::Running);
+    assert_eq!(report.members.iter().filter(|m| m.pid == 5001).count(), 2);
+}
+
+#[test]
+fn a_child_started_in_its_parents_tick_is_covered() {
+    let fake = Fake::new();
+    fake.spawn(5000, "uv run bengal serve");
+    fake.child(5001, 5000, "python -m bengal serve", 0);
+    assert_eq!(token(&fake, 5000), token(&fake, 5001));
+    assert!(covers(&fake, id(&fake, 5000), None, 5001));
+}
