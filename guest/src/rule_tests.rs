@@ -345,6 +345,10 @@ fn a_removal_goes_ahead_only_while_the_file_holds_what_was_judged() {
     assert_eq!(remove_judged(&fake, PID_FILE, "stale", b"4242"), Ok(false));
     assert_eq!(fake.file(PID_FILE), Some(b"5555".to_vec()));
     assert_eq!(remove_judged(&fake, PID_FILE, "stale", b"5555"), Ok(true));
+    // Judged at 64 bytes, grown since: the whole file is compared.
+    let judged = format!("{:>64}", 4242);
+    fake.write(PID_FILE, format!("{judged}5").as_bytes());
+    assert_eq!(remove_judged(&fake, PID_FILE, "stale", judged.as_bytes()), Ok(false));
 }
 
 // --- the port's holder --------------------------------------------------------
