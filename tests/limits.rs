@@ -216,3 +216,17 @@ fn a_plugin_cannot_name_a_pid_file_outside_its_root() {
         run.stderr
     );
 }
+
+#[test]
+fn the_hosts_signal_floor_holds_whatever_the_plugin_asks() {
+    // The broken plugin's `plan-stop` asks the host itself to SIGTERM PID
+    // 1, pidman and pidman's parent (this test), past every rule of the
+    // real plugin: the host refuses each.
+    let env = TestEnv::new();
+    let run = env.run(&["--json", "--plugin", broken_plugin(), "kill", "--dry-run", "4242"]);
+    run.expect(1);
+    let reason = run.json()["reason"].as_str().unwrap().to_owned();
+    assert_eq!(reason.matches(": denied").count(), 3, "{reason}");
+    assert!(reason.starts_with("1: denied"), "{reason}");
+    // And this test, pidman's parent, is still here to say so.
+}

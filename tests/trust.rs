@@ -120,6 +120,32 @@ fn run_starts_the_server_unblocked_in_its_own_process_group() {
 }
 
 #[test]
+fn run_started_with_signals_ignored_starts_the_server_with_none_ignored() {
+    // As `nohup`, a `trap '' INT HUP` or a CI runner starts it: pidman
+    // inherits ignored dispositions, and must not hand them to the server.
+    let env = TestEnv::new();
+    let script = format!(
+        "trap '' INT HUP QUIT TERM; grep SigIgn /proc/self/status; \
+         exec {PIDMAN} run -- sh -c 'grep SigIgn /proc/self/status'"
+    );
+    let out = env.command(&["path"]).output().unwrap(); // warms the cache
+    assert!(out.status.success());
+    let run = Run::from(
+        Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(env.root())
+            .env("PIDMAN_CACHE_DIR", test_cache())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_ne!(lines[0], "SigIgn:\t0000000000000000", "pidman inherited them: {lines:?}");
+    assert_eq!(lines[1], "SigIgn:\t0000000000000000", "the server did not: {lines:?}");
+}
+
+#[test]
 fn a_signal_before_the_server_starts_stops_run_and_the_server_never_starts() {
     let env = TestEnv::new();
     // A stale server that ignores SIGTERM keeps `run`'s start check busy for

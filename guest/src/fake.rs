@@ -110,6 +110,8 @@ pub struct State {
     pub after_snapshot: Option<fn(&mut State)>,
     /// Every directory `create_dir_all` made.
     pub created_dirs: Vec<String>,
+    /// Every temporary name `write_file_atomic` was given.
+    pub temp_names: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -489,6 +491,7 @@ impl Host for Fake {
         if state.readonly {
             return Err(Error::PermissionDenied(format!("{path}: read-only")));
         }
+        state.temp_names.push(temp.to_owned());
         let now = state.now;
         state
             .files

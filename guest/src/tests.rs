@@ -815,4 +815,10 @@ fn writers_take_distinct_temporary_names() {
     write_pid_file(&fake, PID_FILE, Some(77)).unwrap();
     write_pid_file(&fake, PID_FILE, Some(78)).unwrap();
     assert_eq!(fake.0.borrow().randoms, 2, "a fresh nonce for each write");
+    let names = fake.0.borrow().temp_names.clone();
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0], names[1], "two writers never share a temporary name");
+    for name in &names {
+        assert!(name.starts_with("/srv/site/..bengal.pid."), "beside the file: {name}");
+    }
 }

@@ -110,8 +110,21 @@ impl Guest for Broken {
         }
     }
 
+    /// Asks the host to SIGTERM PID 1, the host itself and its parent,
+    /// skipping every rule of the real plugin: the host's own floor must
+    /// refuse each. Reports what the host answered.
     fn plan_stop(_pid: Pid) -> Result<Vec<TreeMember>, Error> {
-        unsupported()
+        let targets = [1, process_table::own_pid(), process_table::parent_pid()];
+        let mut answers = Vec::new();
+        for pid in targets {
+            let start_token = process_table::inspect(pid).map_or(0, |p| p.start_token);
+            let target = ProcessIdentity { pid, start_token };
+            match signals::send(target, signals::Signal::Term) {
+                Err(Error::Denied(_)) => answers.push(format!("{pid}: denied")),
+                other => answers.push(format!("{pid}: {other:?}")),
+            }
+        }
+        Err(Error::Denied(answers.join("; ")))
     }
 
     /// Sleeps forever through WASI, as `get-process-on-port` does (the
