@@ -223,7 +223,14 @@ fn the_hosts_signal_floor_holds_whatever_the_plugin_asks() {
     // 1, pidman and pidman's parent (this test), past every rule of the
     // real plugin: the host refuses each.
     let env = TestEnv::new();
-    let run = env.run(&["--json", "--plugin", broken_plugin(), "kill", "--dry-run", "4242"]);
+    let run = env.run(&[
+        "--json",
+        "--plugin",
+        broken_plugin(),
+        "kill",
+        "--dry-run",
+        "4242",
+    ]);
     run.expect(1);
     let reason = run.json()["reason"].as_str().unwrap().to_owned();
     assert_eq!(reason.matches(": denied").count(), 3, "{reason}");

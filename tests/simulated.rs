@@ -84,7 +84,10 @@ fn arrange(sim: &Simulated, root: &Path, world: &Value) {
     if let Some(text) = world["lock_file"].as_str() {
         let mut text = text.to_owned();
         for (pid, process) in &w.processes {
-            text = text.replace(&format!("{{start:{pid}}}"), &process.start_time_ms.to_string());
+            text = text.replace(
+                &format!("{{start:{pid}}}"),
+                &process.start_time_ms.to_string(),
+            );
         }
         std::fs::write(root.join(".bengal.pid.lock"), text).unwrap();
     }
@@ -174,7 +177,10 @@ fn call(pids: &mut PidManager<Simulated>, call: &Value) -> Answer {
         "kill" => {
             let timeout = call["timeout_ms"].as_u64().map(Duration::from_millis);
             match pids.kill_stale_process(pid.unwrap(), timeout) {
-                Ok(report) => (json!({"ok": kill_name(report.outcome)}), Some(members(&report))),
+                Ok(report) => (
+                    json!({"ok": kill_name(report.outcome)}),
+                    Some(members(&report)),
+                ),
                 Err(e) => (error(e), None),
             }
         }
@@ -336,7 +342,11 @@ fn run_scenario(scenario: &Value) -> Result<(), String> {
 /// A preflight's answer is compared on the keys the scenario names;
 /// everything else, whole.
 fn matches_expected(result: &Value, expected: &Value, call: &Value) -> bool {
-    match (call["op"].as_str(), result["ok"].as_object(), expected["ok"].as_object()) {
+    match (
+        call["op"].as_str(),
+        result["ok"].as_object(),
+        expected["ok"].as_object(),
+    ) {
         (Some("preflight"), Some(got), Some(want)) => {
             want.iter().all(|(key, value)| got.get(key) == Some(value))
         }

@@ -168,7 +168,10 @@ fn siblings_and_the_callers_own_ancestors_are_never_touched() {
     let out = String::from_utf8_lossy(&grandparent.stdout);
     assert!(out.contains("\"kind\":\"denied\""), "{out}");
     assert!(out.contains("ancestor"), "{out}");
-    assert!(grandparent.status.success(), "the ancestor ran on: {grandparent:?}");
+    assert!(
+        grandparent.status.success(),
+        "the ancestor ran on: {grandparent:?}"
+    );
 }
 
 #[test]
@@ -189,7 +192,10 @@ fn dry_runs_name_the_tree_and_stop_nothing() {
     let plain = env.run(&["kill", &shell.pid().to_string(), "--dry-run"]);
     plain.expect(0);
     assert!(plain.stdout.contains("would stop 2 processes"), "{plain:?}");
-    assert!(plain.stdout.contains(&format!("child of {}", shell.pid())), "{plain:?}");
+    assert!(
+        plain.stdout.contains(&format!("child of {}", shell.pid())),
+        "{plain:?}"
+    );
 
     // The shell is no server, but a Bengal child of it is; preflight
     // finds it through the port.
@@ -212,7 +218,11 @@ fn port_names_the_holder_and_its_ancestry() {
     assert_eq!(json["lineage"][0]["role"], "bengal", "{json}");
     let plain = env.run(&["port", &port.to_string()]);
     plain.expect(0);
-    assert_eq!(plain.stdout.trim(), server.to_string(), "stdout: the PID alone");
+    assert_eq!(
+        plain.stdout.trim(),
+        server.to_string(),
+        "stdout: the PID alone"
+    );
     assert!(plain.stderr.contains(&format!("PID {server}")), "{plain:?}");
     drop(shell);
 }
@@ -230,7 +240,11 @@ fn a_reloader_is_stopped_from_the_top_and_does_not_respawn() {
     let run = env.run(&["--json", "preflight", "--port", &port.to_string(), "--yes"]);
     run.expect(0);
     let json = run.json();
-    assert_eq!(json["server"]["pid"], reloader.pid(), "the topmost Bengal process: {json}");
+    assert_eq!(
+        json["server"]["pid"],
+        reloader.pid(),
+        "the topmost Bengal process: {json}"
+    );
     assert!(reloader.wait_for_exit(Duration::from_secs(5)).is_some());
     assert!(gone(child));
     std::thread::sleep(Duration::from_millis(300));
@@ -257,23 +271,28 @@ fn a_pre_fork_pool_is_stopped_whole() {
     assert!(!listening(port));
 }
 
-/// `pidman run --port P -- sh -c '<server>; true'`, then `run` is
-/// SIGKILLed (a crashed terminal). Returns the shell and the server.
-fn orphaned_run(env: &TestEnv, port: u16) -> (u32, u32) {
-    let script = format!(
-        "{} build --port {port}; true",
-        fixture("bengal").display()
-    );
-    let mut run = env
-        .command(&["run", "--port", &port.to_string(), "--", "sh", "-c", &script])
+/// `pidman run --port P -- sh -c SCRIPT`, once SCRIPT's child listens on
+/// `port`: the running `run` (its stderr piped), the shell it started as
+/// the server, and the shell's child.
+fn start_run(env: &TestEnv, port: u16, script: &str) -> (std::process::Child, u32, u32) {
+    let run = env
+        .command(&["run", "--port", &port.to_string(), "--", "sh", "-c", script])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
     wait_port(port, true);
     let shell = children(run.id())[0];
     let server = children(shell)[0];
+    (run, shell, server)
+}
+
+/// `pidman run --port P -- sh -c '<server>; true'`, then `run` is
+/// SIGKILLed (a crashed terminal). Returns the shell and the server.
+fn orphaned_run(env: &TestEnv, port: u16) -> (u32, u32) {
+    let script = format!("{} build --port {port}; true", fixture("bengal").display());
+    let (mut run, shell, server) = start_run(env, port, &script);
     run.kill().unwrap();
     run.wait().unwrap();
     (shell, server)
@@ -334,20 +353,8 @@ fn run_told_to_stop_stops_what_its_server_left_in_its_group() {
     let port = free_port();
     // The server is a shell that dies of SIGTERM while its child, in its
     // process group, would keep the port.
-    let script = format!(
-        "{} build --port {port} & wait",
-        fixture("bengal").display()
-    );
-    let run = env
-        .command(&["run", "--port", &port.to_string(), "--", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port, true);
-    let shell = children(run.id())[0];
-    let server = children(shell)[0];
+    let script = format!("{} build --port {port} & wait", fixture("bengal").display());
+    let (run, shell, server) = start_run(&env, port, &script);
     let _reap = Leftovers(vec![shell, server]);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(run.id() as i32),
@@ -358,7 +365,10 @@ fn run_told_to_stop_stops_what_its_server_left_in_its_group() {
     assert!(done.stderr.contains("left behind"), "{done:?}");
     assert!(gone(server), "{done:?}");
     assert!(!listening(port));
-    assert!(env.read_pid_file().is_none(), "the claim ended with the server");
+    assert!(
+        env.read_pid_file().is_none(),
+        "the claim ended with the server"
+    );
 }
 
 #[test]
@@ -408,6 +418,9 @@ fn a_member_whose_pid_is_reused_after_the_snapshot_is_never_signalled() {
         ],
     );
     assert!(run.stdout.contains("kill=0"), "{run:?}");
-    assert!(run.stdout.contains("\"already-gone\""), "C reported gone: {run:?}");
+    assert!(
+        run.stdout.contains("\"already-gone\""),
+        "C reported gone: {run:?}"
+    );
     assert!(run.stdout.contains("impostor alive"), "{run:?}");
 }

@@ -141,8 +141,14 @@ fn run_started_with_signals_ignored_starts_the_server_with_none_ignored() {
     );
     run.expect(0);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_ne!(lines[0], "SigIgn:\t0000000000000000", "pidman inherited them: {lines:?}");
-    assert_eq!(lines[1], "SigIgn:\t0000000000000000", "the server did not: {lines:?}");
+    assert_ne!(
+        lines[0], "SigIgn:\t0000000000000000",
+        "pidman inherited them: {lines:?}"
+    );
+    assert_eq!(
+        lines[1], "SigIgn:\t0000000000000000",
+        "the server did not: {lines:?}"
+    );
 }
 
 #[test]
@@ -508,7 +514,10 @@ fn write_creates_a_missing_root() {
     );
     let missing = env.run(&["--json", "--root", "/nonexistent/x", "check"]);
     missing.expect(1);
-    assert!(missing.json()["pid"].is_null(), "a missing root holds no PID file");
+    assert!(
+        missing.json()["pid"].is_null(),
+        "a missing root holds no PID file"
+    );
 }
 
 /// Run a shell script as root in a fresh PID namespace with its own /proc.
@@ -889,7 +898,11 @@ fn a_claim_record_that_outlived_its_run_never_turns_the_argv_rule_off() {
     env.run(&["check"]).expect(1);
     let preflight = env.run(&["--json", "preflight", "--yes"]);
     preflight.expect(0);
-    assert!(preflight.json()["server"].is_null(), "{:?}", preflight.json());
+    assert!(
+        preflight.json()["server"].is_null(),
+        "{:?}",
+        preflight.json()
+    );
     drop(held);
     assert!(worker_proc.alive(), "the worker was never signalled");
     worker_proc.stop();
@@ -937,16 +950,29 @@ fn another_processs_command_line_never_reaches_the_terminal_raw() {
     ] {
         let run = env.run(&args);
         let all = format!("{}{}", run.stdout, run.stderr);
-        assert!(!all.contains('\u{1b}') && !all.contains('\u{7}'), "{args:?}: {all:?}");
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\u{7}'),
+            "{args:?}: {all:?}"
+        );
         assert!(
             !all.lines().any(|l| l.starts_with("clear:")),
             "{args:?}: a forged line: {all:?}"
         );
-        assert!(all.contains("\\e]0;pwned"), "{args:?}: shown escaped: {all:?}");
+        assert!(
+            all.contains("\\e]0;pwned"),
+            "{args:?}: shown escaped: {all:?}"
+        );
     }
     // In --json it is data, whole.
-    let json = env.run(&["--json", "preflight", "--port", &port.to_string()]).json();
-    assert!(json["server"]["command"].as_str().unwrap().contains("\u{1b}]0;pwned"));
+    let json = env
+        .run(&["--json", "preflight", "--port", &port.to_string()])
+        .json();
+    assert!(
+        json["server"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("\u{1b}]0;pwned")
+    );
 }
 
 #[test]

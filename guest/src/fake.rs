@@ -506,7 +506,9 @@ impl Host for Fake {
         }
         let now = state.now;
         if state.files.get(path).is_some_and(|f| f.uid != UID) {
-            return Err(Error::PermissionDenied(format!("{path}: permission denied")));
+            return Err(Error::PermissionDenied(format!(
+                "{path}: permission denied"
+            )));
         }
         let file = state
             .files

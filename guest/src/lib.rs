@@ -67,9 +67,9 @@ mod fake;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod rule_tests;
+#[cfg(test)]
+mod tests;
 #[cfg(test)]
 mod tree_tests;
 

@@ -136,7 +136,10 @@ fn every_error_has_its_text_for_a_log_line() {
 fn held_record(fake: &Fake, claimant: Pid, holder: Pid, group: Pid) {
     let (c, h) = (token(fake, claimant), token(fake, holder));
     fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
-    fake.write(LOCK, format!("{claimant} {c} {group} {holder} {h} {c}\n").as_bytes());
+    fake.write(
+        LOCK,
+        format!("{claimant} {c} {group} {holder} {h} {c}\n").as_bytes(),
+    );
 }
 
 #[test]
@@ -153,7 +156,10 @@ fn a_live_claim_needs_both_its_holder_and_its_server_running_as_recorded() {
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
     fake.with_proc(4100, |p| p.state = ProcessState::Running);
     fake.with_proc(5000, |p| p.start_ms += 1); // reused since the record
-    assert!(live_claim(&fake, PID_FILE).is_none(), "its server is another");
+    assert!(
+        live_claim(&fake, PID_FILE).is_none(),
+        "its server is another"
+    );
 }
 
 #[test]
@@ -238,9 +244,24 @@ fn lock_owned_by(fake: &Fake, uid: u32, dir_uid: u32) {
 #[test]
 fn a_lock_file_someone_else_left_is_named_with_its_owner_and_the_fix() {
     for (uid, dir_uid, who, fix) in [
-        (0, UID, "belongs to root", "`rm /srv/site/.bengal.pid.lock` (you own /srv/site)"),
-        (0, 0, "belongs to root", "`sudo rm /srv/site/.bengal.pid.lock`"),
-        (1001, UID, "belongs to uid 1001", "`rm /srv/site/.bengal.pid.lock`"),
+        (
+            0,
+            UID,
+            "belongs to root",
+            "`rm /srv/site/.bengal.pid.lock` (you own /srv/site)",
+        ),
+        (
+            0,
+            0,
+            "belongs to root",
+            "`sudo rm /srv/site/.bengal.pid.lock`",
+        ),
+        (
+            1001,
+            UID,
+            "belongs to uid 1001",
+            "`rm /srv/site/.bengal.pid.lock`",
+        ),
     ] {
         let fake = Fake::new();
         lock_owned_by(&fake, uid, dir_uid);
@@ -302,7 +323,10 @@ fn a_64_byte_pid_file_is_a_pid_file_and_65_bytes_are_not() {
     // read itself refuses it.
     let fake = Fake::new();
     fake.write(PID_FILE, longer.as_bytes());
-    assert!(matches!(examine(&fake, PID_FILE, None), Err(Error::Invalid(_))));
+    assert!(matches!(
+        examine(&fake, PID_FILE, None),
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[test]
@@ -316,7 +340,11 @@ fn garbage_says_what_it_is() {
 fn a_temporary_name_holds_digits_only() {
     assert_eq!(temp_writer(PID_FILE, "..bengal.pid.42.tmp"), Some(42));
     assert_eq!(temp_writer(PID_FILE, "..bengal.pid.42.ab12.tmp"), Some(42));
-    for name in ["..bengal.pid.+42.tmp", "..bengal.pid..tmp", "..bengal.pid.4x2.tmp"] {
+    for name in [
+        "..bengal.pid.+42.tmp",
+        "..bengal.pid..tmp",
+        "..bengal.pid.4x2.tmp",
+    ] {
         assert_eq!(temp_writer(PID_FILE, name), None, "{name}");
     }
 }
@@ -335,7 +363,10 @@ fn an_empty_file_is_read_again_exactly_so_many_times() {
     fake.write(PID_FILE, b"");
     let before = fake.now();
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
-    assert_eq!(fake.now() - before, u64::from(EMPTY_RETRIES) * EMPTY_RETRY_MS);
+    assert_eq!(
+        fake.now() - before,
+        u64::from(EMPTY_RETRIES) * EMPTY_RETRY_MS
+    );
 }
 
 #[test]
@@ -348,7 +379,10 @@ fn a_removal_goes_ahead_only_while_the_file_holds_what_was_judged() {
     // Judged at 64 bytes, grown since: the whole file is compared.
     let judged = format!("{:>64}", 4242);
     fake.write(PID_FILE, format!("{judged}5").as_bytes());
-    assert_eq!(remove_judged(&fake, PID_FILE, "stale", judged.as_bytes()), Ok(false));
+    assert_eq!(
+        remove_judged(&fake, PID_FILE, "stale", judged.as_bytes()),
+        Ok(false)
+    );
 }
 
 // --- the port's holder --------------------------------------------------------
@@ -380,7 +414,11 @@ fn the_walk_up_stops_at_a_younger_parent_and_a_session_leader_only() {
     assert_eq!(lineage(&fake, 5173), vec![5001]);
     let child = token(&fake, 5001);
     fake.with_proc(5000, |p| p.start_ms = child);
-    assert_eq!(lineage(&fake, 5173), vec![5001, 5000], "same tick: still its parent");
+    assert_eq!(
+        lineage(&fake, 5173),
+        vec![5001, 5000],
+        "same tick: still its parent"
+    );
 }
 
 #[test]
@@ -407,11 +445,17 @@ fn a_server_that_is_gone_is_described_as_gone() {
     let start = token(&fake, 5000);
     let record = format!("5000 {start} 5000 4100 1 {start}\n");
     fake.put(LOCK, FakeFile::regular(record.as_bytes(), T0 - 30_000));
-    let server = preflight(&fake, PID_FILE, Some(5173)).unwrap().server.unwrap();
+    let server = preflight(&fake, PID_FILE, Some(5173))
+        .unwrap()
+        .server
+        .unwrap();
     assert_eq!(server.command, "sh -c server");
     fake.0.borrow_mut().procs.remove(&5000);
     fake.with_proc(5001, |p| p.parent = 1);
-    let server = preflight(&fake, PID_FILE, Some(5173)).unwrap().server.unwrap();
+    let server = preflight(&fake, PID_FILE, Some(5173))
+        .unwrap()
+        .server
+        .unwrap();
     assert_eq!(server.command, "(gone)");
     // The same claimant recorded with no group since: no orphans stopped.
     let record = format!("5000 {start} 0 4100 1 {start}\n");

@@ -236,7 +236,10 @@ fn a_record_whose_holder_is_gone_proves_no_claim_whoever_holds_the_lock() {
     fake.spawn(4242, "python3 worker.py");
     let token = fake.0.borrow().procs[&4242].start_ms;
     fake.0.borrow_mut().foreign_locks.insert(LOCK.into());
-    fake.write(LOCK, format!("4242 {token} 0 5000 {}\n", T0 - 70_000).as_bytes());
+    fake.write(
+        LOCK,
+        format!("4242 {token} 0 5000 {}\n", T0 - 70_000).as_bytes(),
+    );
     fake.write(PID_FILE, b"4242");
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
     let report = preflight(&fake, PID_FILE, None).unwrap();
@@ -247,7 +250,10 @@ fn a_record_whose_holder_is_gone_proves_no_claim_whoever_holds_the_lock() {
     // While run lives and holds the lock, the worker is its server.
     fake.spawn(5000, "pidman run -- python3 worker.py");
     let run_token = fake.0.borrow().procs[&5000].start_ms;
-    fake.write(LOCK, format!("4242 {token} 0 5000 {run_token}\n").as_bytes());
+    fake.write(
+        LOCK,
+        format!("4242 {token} 0 5000 {run_token}\n").as_bytes(),
+    );
     assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(Some(4242)));
     assert!(fake.signals().is_empty());
 }
@@ -817,8 +823,14 @@ fn writers_take_distinct_temporary_names() {
     assert_eq!(fake.0.borrow().randoms, 2, "a fresh nonce for each write");
     let names = fake.0.borrow().temp_names.clone();
     assert_eq!(names.len(), 2);
-    assert_ne!(names[0], names[1], "two writers never share a temporary name");
+    assert_ne!(
+        names[0], names[1],
+        "two writers never share a temporary name"
+    );
     for name in &names {
-        assert!(name.starts_with("/srv/site/..bengal.pid."), "beside the file: {name}");
+        assert!(
+            name.starts_with("/srv/site/..bengal.pid."),
+            "beside the file: {name}"
+        );
     }
 }

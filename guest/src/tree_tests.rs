@@ -47,9 +47,14 @@ fn kill_stops_the_whole_tree_the_root_first() {
     let fake = Fake::new();
     wrapper(&fake);
     let report = kill_stale_process(&fake, 5000, None).unwrap();
-    assert_eq!(terms(&fake), vec![5000, 5001, 5002], "the root first, parents before children");
+    assert_eq!(
+        terms(&fake),
+        vec![5000, 5001, 5002],
+        "the root first, parents before children"
+    );
     assert_eq!(report.outcome, KillOutcome::Terminated);
-    let members: Vec<(Pid, KillOutcome)> = report.members.iter().map(|m| (m.pid, m.outcome)).collect();
+    let members: Vec<(Pid, KillOutcome)> =
+        report.members.iter().map(|m| (m.pid, m.outcome)).collect();
     assert_eq!(
         members,
         vec![
@@ -77,7 +82,10 @@ fn every_term_is_followed_by_cont_so_a_stopped_member_acts_on_it() {
     let report = kill_stale_process(&fake, 5000, Some(1_000)).unwrap();
     assert_eq!(report.members[2].outcome, KillOutcome::Terminated);
     let signals = fake.signals();
-    let at = signals.iter().position(|s| *s == (5002, Signal::Term)).unwrap();
+    let at = signals
+        .iter()
+        .position(|s| *s == (5002, Signal::Term))
+        .unwrap();
     assert_eq!(signals[at + 1], (5002, Signal::Cont));
     assert!(!signals.contains(&(5002, Signal::Kill)));
 }
@@ -89,11 +97,19 @@ fn members_that_ignore_term_are_killed_at_one_shared_timeout() {
     fake.with_proc(5001, |p| p.on_term = OnTerm::Ignore);
     fake.with_proc(5002, |p| p.on_term = OnTerm::Ignore);
     let report = kill_stale_process(&fake, 5000, Some(300)).unwrap();
-    assert_eq!(fake.now() - T0, 300, "one timeout for the tree, not one per member");
+    assert_eq!(
+        fake.now() - T0,
+        300,
+        "one timeout for the tree, not one per member"
+    );
     let outcomes: Vec<KillOutcome> = report.members.iter().map(|m| m.outcome).collect();
     assert_eq!(
         outcomes,
-        vec![KillOutcome::Terminated, KillOutcome::Killed, KillOutcome::Killed]
+        vec![
+            KillOutcome::Terminated,
+            KillOutcome::Killed,
+            KillOutcome::Killed
+        ]
     );
     assert!(fake.signals().contains(&(5002, Signal::Kill)));
     assert!(!fake.signals().contains(&(5000, Signal::Kill)));
@@ -257,8 +273,14 @@ fn the_holder_is_named_with_its_ancestry() {
 /// are one) and, when it leads one, its group.
 fn record_claim(fake: &Fake, pid: Pid, start_ms: u64, group: Option<Pid>) {
     let group = group.unwrap_or(0);
-    let record = format!("{pid} {start_ms} {group} 4100 {} {start_ms}\n", start_ms - 5);
-    fake.put(LOCK, FakeFile::regular(record.as_bytes(), fake.now() - 30_000));
+    let record = format!(
+        "{pid} {start_ms} {group} 4100 {} {start_ms}\n",
+        start_ms - 5
+    );
+    fake.put(
+        LOCK,
+        FakeFile::regular(record.as_bytes(), fake.now() - 30_000),
+    );
 }
 
 /// `pidman run -- sh -c 'python3 -m http.server'`: the shell (5000) leads
@@ -280,7 +302,10 @@ fn the_server_a_run_claimed_is_found_above_the_port_after_run_died() {
     assert_eq!(report.verdict, Verdict::StaleServer);
     let server = report.server.unwrap();
     assert_eq!(server.identity.pid, 5000);
-    assert!(!server.claimed, "nobody holds the lock: a record is no live claim");
+    assert!(
+        !server.claimed,
+        "nobody holds the lock: a record is no live claim"
+    );
     let PortStatus::HeldByServer(holder) = &report.port else {
         panic!("{:?}", report.port);
     };
@@ -326,7 +351,10 @@ fn a_group_is_only_the_claims_while_the_lock_file_records_it() {
     record_claim(&fake, 5000, start, Some(5000));
     fake.0.borrow_mut().procs.remove(&5000);
     fake.with_proc(5001, |p| p.parent = 1);
-    let server = preflight(&fake, PID_FILE, Some(PORT)).unwrap().server.unwrap();
+    let server = preflight(&fake, PID_FILE, Some(PORT))
+        .unwrap()
+        .server
+        .unwrap();
     // A new claim replaced the record between the check and the stop.
     record_claim(&fake, 7000, T0, None);
     let cleared = clear_stale(&fake, PID_FILE, &server, None, None).unwrap();
@@ -469,12 +497,18 @@ fn a_claim_covers_its_servers_children_so_run_never_stops_a_managed_server() {
         ),
     );
     fake.write(PID_FILE, b"5001");
-    let server = preflight(&fake, PID_FILE, Some(PORT)).unwrap().server.unwrap();
+    let server = preflight(&fake, PID_FILE, Some(PORT))
+        .unwrap()
+        .server
+        .unwrap();
     assert_eq!(server.identity.pid, 5001);
     assert!(server.claimed, "the file names the claim's server's child");
     // Without the PID file, found through the port: claimed all the same.
     fake.0.borrow_mut().files.remove(PID_FILE);
-    let server = preflight(&fake, PID_FILE, Some(PORT)).unwrap().server.unwrap();
+    let server = preflight(&fake, PID_FILE, Some(PORT))
+        .unwrap()
+        .server
+        .unwrap();
     assert!(server.claimed, "{server:?}");
     assert!(fake.signals().is_empty());
 }

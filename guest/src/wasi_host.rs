@@ -11,7 +11,9 @@ use crate::host::{FileKind, FileRead, FileStat, Host};
 use crate::wit::bengal::pid_manager::files::{self, FileOwner, Lock};
 use crate::wit::bengal::pid_manager::log::{self, Level};
 use crate::wit::bengal::pid_manager::ports::{self, TcpSocket};
-use crate::wit::bengal::pid_manager::process_table::{self, ProcessEntry, ProcessInfo, ProcessState};
+use crate::wit::bengal::pid_manager::process_table::{
+    self, ProcessEntry, ProcessInfo, ProcessState,
+};
 use crate::wit::bengal::pid_manager::signals::{self, Signal};
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 

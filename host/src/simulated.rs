@@ -16,8 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::backend::{Backend, HeldLock};
 use crate::bindings::bengal::pid_manager::files::FileOwner;
 use crate::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
-use crate::bindings::bengal::pid_manager::process_table::{ProcessEntry, ProcessInfo};
 pub use crate::bindings::bengal::pid_manager::process_table::ProcessState;
+use crate::bindings::bengal::pid_manager::process_table::{ProcessEntry, ProcessInfo};
 pub use crate::bindings::bengal::pid_manager::signals::Signal;
 use crate::bindings::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
@@ -188,7 +188,9 @@ impl Simulated {
         let ending: Vec<Pid> = world
             .processes
             .iter()
-            .filter(|(_, p)| p.state == ProcessState::Running && p.exits_at.is_some_and(|t| t <= now))
+            .filter(|(_, p)| {
+                p.state == ProcessState::Running && p.exits_at.is_some_and(|t| t <= now)
+            })
             .map(|(&pid, _)| pid)
             .collect();
         for pid in ending {

@@ -103,8 +103,7 @@ pub fn acquire<H: Host>(
     }
     // The lock names the claimant before the file does: a reader that sees
     // the new file also sees who claims it.
-    lock::name_claimant(host, pid_file, claimant)
-        .map_err(|e| lock::not_ours(host, pid_file, e))?;
+    lock::name_claimant(host, pid_file, claimant).map_err(|e| lock::not_ours(host, pid_file, e))?;
     write::write_locked(host, pid_file, pid)?;
     Ok(Acquired::Claimed(lock))
 }

@@ -2,8 +2,8 @@
 //! the SIGTERM / wait / SIGKILL schedule.
 
 use crate::host::Host;
-use crate::wit::bengal::pid_manager::log::Level;
 use crate::policy::tree::{self, Snapshot};
+use crate::wit::bengal::pid_manager::log::Level;
 use crate::wit::bengal::pid_manager::process_table::{ProcessEntry, ProcessState};
 use crate::wit::bengal::pid_manager::signals::Signal;
 use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
@@ -168,9 +168,17 @@ pub fn stop_tree(
         }
         host.log(
             Level::Info,
-            &format!("{} process(es) the tree started while it was stopped", late.len()),
+            &format!(
+                "{} process(es) the tree started while it was stopped",
+                late.len()
+            ),
         );
-        stopped.extend(stop_once(host, &late, timeout_ms.min(LATE_GRACE_MS), false)?);
+        stopped.extend(stop_once(
+            host,
+            &late,
+            timeout_ms.min(LATE_GRACE_MS),
+            false,
+        )?);
         all.extend(late);
     }
     let outcome = stopped
@@ -195,7 +203,8 @@ fn late_members(host: &impl Host, stopped: &[ProcessEntry]) -> Result<Vec<Proces
         return Ok(Vec::new());
     }
     let snapshot = host.snapshot()?;
-    let callers = Snapshot::from_entries(snapshot.clone()).callers(host.own_pid(), host.parent_pid());
+    let callers =
+        Snapshot::from_entries(snapshot.clone()).callers(host.own_pid(), host.parent_pid());
     Ok(snapshot
         .into_iter()
         .filter(|e| e.state == ProcessState::Running && e.pid > 1 && !callers.contains(&e.pid))
@@ -348,7 +357,9 @@ fn unfinished(failures: Vec<(Pid, Error)>, survivors: &[Pid]) -> Option<Error> {
         Error::PermissionDenied(_) => {
             Error::PermissionDenied(format!("could not signal PID {failed} of the tree: {why}"))
         }
-        Error::Denied(_) => Error::Denied(format!("could not signal PID {failed} of the tree: {why}")),
+        Error::Denied(_) => {
+            Error::Denied(format!("could not signal PID {failed} of the tree: {why}"))
+        }
         other => other,
     })
 }

@@ -223,8 +223,9 @@ fn named_claimant(host: &impl Host, lock_path: &str) -> Option<ProcessIdentity> 
     let read = host.read_file(lock_path, pidfile::MAX_BYTES).ok()?;
     let record = parse_record(&read.bytes)?;
     let runs = |who: ProcessIdentity| {
-        host.inspect(who.pid)
-            .is_ok_and(|info| info.state == ProcessState::Running && info.start_token == who.start_token)
+        host.inspect(who.pid).is_ok_and(|info| {
+            info.state == ProcessState::Running && info.start_token == who.start_token
+        })
     };
     (runs(record.holder?) && runs(record.claimant)).then_some(record.claimant)
 }
@@ -377,10 +378,27 @@ mod tests {
             holder: None,
             started_ms: None,
         };
-        assert_eq!(parse_record(b"42 5\n"), Some(old), "an older pidman's record");
+        assert_eq!(
+            parse_record(b"42 5\n"),
+            Some(old),
+            "an older pidman's record"
+        );
         for garbage in [
-            "", "\n", "42", "42 x", "0 5", "-1 5", "42 5 6 7", "42 5 x", "42 5 6 7 x", "x 5",
-            "42 5 0 7 1 x", "42 5 0 7 1 9 9", "1 5", "42 5 1", "42 5 0 1 5",
+            "",
+            "\n",
+            "42",
+            "42 x",
+            "0 5",
+            "-1 5",
+            "42 5 6 7",
+            "42 5 x",
+            "42 5 6 7 x",
+            "x 5",
+            "42 5 0 7 1 x",
+            "42 5 0 7 1 9 9",
+            "1 5",
+            "42 5 1",
+            "42 5 0 1 5",
         ] {
             assert_eq!(parse_record(garbage.as_bytes()), None, "{garbage:?}");
         }

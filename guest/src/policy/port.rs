@@ -145,7 +145,11 @@ pub fn holder(
 /// The recorded claim whose process group `holder` belongs to and started
 /// under (its lineage did not reach the claim's server: the server is
 /// gone, or the holder was orphaned inside the group).
-fn orphan_of(host: &impl Host, holder: &ProcessInfo, record: lock::Record) -> Option<ProcessIdentity> {
+fn orphan_of(
+    host: &impl Host,
+    holder: &ProcessInfo,
+    record: lock::Record,
+) -> Option<ProcessIdentity> {
     let group = record.group?;
     let root = record.claimant;
     // A PID is not reused while its group lives: a leader with another

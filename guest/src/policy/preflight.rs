@@ -16,10 +16,7 @@ use crate::wit::exports::bengal::pid_manager::manager::{
 
 /// The port as it stands, with the holder judged against `tree` (the
 /// stale server's members): a member holds it for the server.
-fn port_status(
-    port: Option<PortDescription>,
-    tree: &[ProcessEntry],
-) -> PortStatus {
+fn port_status(port: Option<PortDescription>, tree: &[ProcessEntry]) -> PortStatus {
     match port {
         None => PortStatus::Unchecked,
         Some(PortDescription::Free) => PortStatus::Free,

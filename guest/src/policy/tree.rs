@@ -9,7 +9,6 @@
 //! - the caller and its ancestors are never members, whatever the links
 //!   say.
 
-
 use crate::host::Host;
 use crate::policy::identity::command_line;
 use crate::wit::bengal::pid_manager::process_table::{ProcessEntry, ProcessState};
@@ -72,9 +71,8 @@ impl Snapshot {
 
     /// The running process `pid`, if it has this start token.
     pub fn get(&self, identity: ProcessIdentity) -> Option<&ProcessEntry> {
-        self.entry(identity.pid).filter(|e| {
-            e.start_token == identity.start_token && e.state == ProcessState::Running
-        })
+        self.entry(identity.pid)
+            .filter(|e| e.start_token == identity.start_token && e.state == ProcessState::Running)
     }
 
     /// `entry`'s parent, if that process runs and started no later.
@@ -143,7 +141,11 @@ impl Snapshot {
             next += 1;
             let Some(at) = self.index(pid) else { continue };
             let entry = self.entries[at];
-            if pid <= 1 || seen[at] || entry.state != ProcessState::Running || excluded.contains(&pid) {
+            if pid <= 1
+                || seen[at]
+                || entry.state != ProcessState::Running
+                || excluded.contains(&pid)
+            {
                 continue;
             }
             seen[at] = true;
@@ -271,7 +273,10 @@ mod tests {
         let mut callers = snap.callers(13, 12);
         callers.sort_unstable();
         assert_eq!(callers, vec![1, 10, 11, 12, 13]);
-        assert_eq!(pids(&snap.tree(id(10, 100), None, &callers)), Vec::<Pid>::new());
+        assert_eq!(
+            pids(&snap.tree(id(10, 100), None, &callers)),
+            Vec::<Pid>::new()
+        );
         let tree = snap.tree(id(14, 140), None, &callers);
         assert_eq!(pids(&tree), vec![14]);
     }
@@ -280,7 +285,8 @@ mod tests {
     fn zombies_and_cycles_end_the_walk() {
         let mut zombie = entry(11, 10, 10, 110);
         zombie.state = ProcessState::Zombie;
-        let snap = Snapshot::from_entries(vec![entry(10, 11, 10, 100), zombie, entry(12, 10, 10, 100)]);
+        let snap =
+            Snapshot::from_entries(vec![entry(10, 11, 10, 100), zombie, entry(12, 10, 10, 100)]);
         assert_eq!(pids(&snap.tree(id(10, 100), None, &[])), vec![10, 12]);
         // A loop of equal start tokens cannot make the walk endless.
         let snap = Snapshot::from_entries(vec![entry(20, 21, 20, 5), entry(21, 20, 20, 5)]);

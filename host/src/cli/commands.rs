@@ -183,9 +183,7 @@ fn kill(mgr: &mut PidManager, pid: u32, timeout: Option<Duration>) -> Result<Out
 fn plan(mgr: &mut PidManager, pid: u32) -> Result<Outcome, Error> {
     let planned = mgr.plan_stop(pid);
     let log = mgr.log();
-    let fields = |tree: &[crate::TreeMember]| {
-        json!({"pid": pid, "dry_run": true, "tree": tree::tree_json(tree), "log": log})
-    };
+    let fields = |tree: &[crate::TreeMember]| json!({"pid": pid, "dry_run": true, "tree": tree::tree_json(tree), "log": log});
     match planned {
         Ok(tree) if tree.is_empty() => Ok(Outcome::new(
             Exit::Yes,

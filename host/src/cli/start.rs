@@ -121,7 +121,12 @@ fn tree_lines(server: &StaleServer, port: Option<u16>, status: &PortStatus) -> V
     if let (Some(p), PortStatus::HeldByServer(holder)) = (port, status) {
         lines.push(format!("port {p} is held by {}", lineage_text(holder)));
     }
-    if server.tree.len() > 1 || server.tree.first().is_some_and(|m| m.identity.pid != server.identity.pid) {
+    if server.tree.len() > 1
+        || server
+            .tree
+            .first()
+            .is_some_and(|m| m.identity.pid != server.identity.pid)
+    {
         lines.push(format!("its tree ({} processes):", server.tree.len()));
         lines.extend(tree::tree_lines(&server.tree));
     }

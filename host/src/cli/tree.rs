@@ -119,7 +119,10 @@ mod tests {
     fn control_characters_are_shown_escaped() {
         assert_eq!(shown("node vite"), "node vite");
         assert_eq!(shown("\u{1b}]0;pwned\u{7}"), "\\e]0;pwned\\x{7}");
-        assert_eq!(shown("a\nclear: no stale server"), "a\\nclear: no stale server");
+        assert_eq!(
+            shown("a\nclear: no stale server"),
+            "a\\nclear: no stale server"
+        );
         assert_eq!(shown("\u{9b}2J"), "\\x{9b}2J", "the C1 CSI too");
         assert_eq!(shown("caf\u{e9} C:\\x"), "caf\u{e9} C:\\x");
         let once = shown("\u{1b}[2J\n");

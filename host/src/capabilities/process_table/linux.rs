@@ -158,7 +158,11 @@ pub fn snapshot() -> Result<Vec<ProcessEntry>, Error> {
     let dir = std::fs::read_dir("/proc").map_err(|e| io_error("/proc", &e))?;
     let mut entries = Vec::with_capacity(512);
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Ok(stat) = stat(pid) {
@@ -358,7 +362,10 @@ mod tests {
     #[test]
     fn the_snapshot_shows_this_process_and_its_parent() {
         let entries = snapshot().unwrap();
-        let me = entries.iter().find(|e| e.pid == std::process::id()).unwrap();
+        let me = entries
+            .iter()
+            .find(|e| e.pid == std::process::id())
+            .unwrap();
         assert_eq!(me.parent, nix::unistd::getppid().as_raw() as u32);
         assert_eq!(me.group, nix::unistd::getpgrp().as_raw() as u32);
         assert_eq!(me.start_token, read(me.pid).unwrap().start_ticks);

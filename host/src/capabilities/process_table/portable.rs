@@ -73,11 +73,7 @@ fn state_of(process: &sysinfo::Process) -> ProcessState {
 /// its entries through handles instead (`windows::snapshot`).
 #[cfg(not(windows))]
 pub fn snapshot(system: &mut System) -> Vec<ProcessEntry> {
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::All,
-        true,
-        ProcessRefreshKind::nothing(),
-    );
+    system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
     system
         .processes()
         .iter()

@@ -111,11 +111,7 @@ pub fn inspect(system: &mut System, pid: Pid) -> Result<ProcessInfo, Error> {
 /// never updated on Windows; the plugin ties a child only to an older
 /// parent.
 pub fn snapshot(system: &mut System) -> Vec<ProcessEntry> {
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::All,
-        true,
-        ProcessRefreshKind::nothing(),
-    );
+    system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
     system
         .processes()
         .iter()
