@@ -424,3 +424,46 @@ fn a_member_whose_pid_is_reused_after_the_snapshot_is_never_signalled() {
     );
     assert!(run.stdout.contains("impostor alive"), "{run:?}");
 }
+
+/// A server whose main thread has ended while another thread serves: the
+/// kernel shows its thread-group leader as a zombie (`Z`), yet the
+/// process runs and holds its port, as every multi-threaded server does
+/// for a moment while it exits. It is alive to `check`, its PID file is
+/// kept, `port` names it, and `kill` returns only once the port is free.
+#[test]
+fn a_server_whose_main_thread_ended_is_alive_until_its_last_thread_ends() {
+    if portable() {
+        return crate::trust::skip(
+            "a_server_whose_main_thread_ended_is_alive_until_its_last_thread_ends",
+            "a process shown as a zombie while its threads run is Linux's /proc view; the \
+             portable process table stands in for other Unixes, which show it running",
+        );
+    }
+    let env = TestEnv::new();
+    let port = free_port();
+    let mut server = bengal(&["--port", &port.to_string(), "--main-exits"]);
+    let pid = server.pid();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "the main thread never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(listening(port), "a thread still serves");
+
+    env.write_pid_file(pid.to_string());
+    let run = env.run(&["check"]);
+    run.expect(0);
+    assert_eq!(run.stdout.trim(), pid.to_string());
+    assert!(
+        env.read_pid_file().is_some(),
+        "a live server's file is kept"
+    );
+
+    let run = env.run(&["port", &port.to_string()]);
+    run.expect(0);
+    assert_eq!(run.stdout.trim(), pid.to_string());
+
+    env.run(&["kill", &pid.to_string()]).expect(0);
+    assert!(!listening(port), "kill returned with the port still held");
+    assert!(server.wait_for_exit(Duration::from_secs(5)).is_some());
+}

@@ -19,7 +19,7 @@ use pidman_guest::types::Level;
 use pidman_guest::types::Signal;
 use pidman_guest::types::TcpSocket;
 use pidman_guest::types::{Error, Pid, ProcessIdentity};
-use pidman_guest::types::{ProcessInfo, ProcessState};
+use pidman_guest::types::{ProcessEntry, ProcessInfo, ProcessState};
 
 fn main() {
     divan::main();
@@ -137,17 +137,9 @@ impl Host for NativeHost {
         nix::unistd::geteuid().as_raw()
     }
     fn process_state(&self, pid: Pid) -> Result<ProcessState, Error> {
-        Ok(match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat)
-                if stat
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z') =>
-            {
-                ProcessState::Zombie
-            }
+        // The same reader the plugin's host uses.
+        Ok(match pidman::procfs::status(pid) {
+            Ok(status) if status.zombie => ProcessState::Zombie,
             Ok(_) => ProcessState::Running,
             Err(_) => ProcessState::Gone,
         })
@@ -156,6 +148,16 @@ impl Host for NativeHost {
         // The same reader the plugin's host uses.
         let p = pidman::procfs::read(pid).map_err(io)?;
         Ok(pidman::process_info!(ProcessInfo, ProcessState, pid, p))
+    }
+    fn snapshot(&self) -> Result<Vec<ProcessEntry>, Error> {
+        Err(Error::Unsupported("not benchmarked".into()))
+    }
+    fn now_ms(&self) -> u64 {
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
     }
     fn send(&self, _: ProcessIdentity, _: Signal) -> Result<(), Error> {
         Err(Error::Unsupported("not benchmarked".into()))

@@ -16,8 +16,8 @@ const sleep = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 
 /** The fields of /proc/<pid>/stat pidman reads: the name between the
  *  first `(` and the last `)` (decoded lossily: a name need not be UTF-8),
- *  then field 3 state, 4 ppid, 5 pgrp, 6 session, 22 start time in clock
- *  ticks. */
+ *  then field 3 state, 4 ppid, 5 pgrp, 6 session, 20 threads, 22 start time
+ *  in clock ticks. */
 export function parseStat(text) {
   const close = text.lastIndexOf(')');
   const fields = text.slice(close + 1).trim().split(/\s+/);
@@ -28,7 +28,7 @@ export function parseStat(text) {
   return {
     name: text.slice(text.indexOf('(') + 1, close), state: fields[0],
     parent: Number(fields[1]), group: Number(fields[2]), session: Number(fields[3]),
-    ticks: BigInt(fields[19]),
+    ticks: BigInt(fields[19]), threads: Number(fields[17]),
   };
 }
 
@@ -36,7 +36,17 @@ function stat(pid) {
   return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 }
 
-const stateOf = (s) => (['Z', 'X'].includes(s.state) ? 'zombie' : 'running');
+/** The command line in `procDir`; empty where it cannot be read. */
+function cmdline(procDir) {
+  try {
+    return readFileSync(`${procDir}/cmdline`, 'utf8').split('\0').filter((a) => a.length);
+  } catch { return []; /* hidden */ }
+}
+
+/** Exited: `Z` or `X`, the main thread's state, and no thread left. A
+ *  process whose main thread has ended while others run (every threaded
+ *  server for a moment while it exits) still runs and holds its port. */
+const stateOf = (s) => (['Z', 'X'].includes(s.state) && s.threads <= 1 ? 'zombie' : 'running');
 
 function bootMs() {
   const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
@@ -77,10 +87,17 @@ export class LinuxBackend {
     } catch (e) {
       throw osError(`PID ${pid}`, e);
     }
-    let argv = [];
-    try {
-      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a.length);
-    } catch { /* hidden: argv stays empty */ }
+    let argv = cmdline(`/proc/${pid}`);
+    if (!argv.length && stateOf(s) === 'running') {
+      // A process whose main thread has ended shows an empty command line
+      // there; its other threads share the same memory.
+      let tids = [];
+      try { tids = readdirSync(`/proc/${pid}/task`).filter((t) => t !== String(pid)); } catch { /* gone */ }
+      for (const tid of tids) {
+        argv = cmdline(`/proc/${pid}/task/${tid}`);
+        if (argv.length) break;
+      }
+    }
     return {
       pid, name: s.name, argv, startTimeMs: this.boot + (s.ticks * 1000n) / BigInt(HZ),
       startToken: s.ticks, uid, state: stateOf(s), parent: s.parent, group: s.group,
@@ -167,13 +184,31 @@ export class LinuxBackend {
   socketOwner(handle) {
     if (handle === 0n) return undefined;
     const wanted = `socket:[${handle}]`;
+    // Whether the table holds it; null for a table with nothing.
+    const holds = (fds) => {
+      const names = readdirSync(fds);
+      for (const fd of names) {
+        try { if (readlinkSync(`${fds}/${fd}`) === wanted) return true; } catch { /* closed meanwhile */ }
+      }
+      return names.length ? false : null;
+    };
+    // Processes with no descriptors: kernel threads, and those whose main
+    // thread has ended while other threads run on with the table.
+    const empty = [];
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
-        for (const fd of readdirSync(`/proc/${entry}/fd`)) {
-          if (readlinkSync(`/proc/${entry}/fd/${fd}`) === wanted) return Number(entry);
-        }
+        const held = holds(`/proc/${entry}/fd`);
+        if (held) return Number(entry);
+        if (held === null) empty.push(entry);
       } catch { /* not ours to read */ }
+    }
+    for (const entry of empty) {
+      try {
+        for (const tid of readdirSync(`/proc/${entry}/task`)) {
+          if (tid !== entry && holds(`/proc/${entry}/task/${tid}/fd`)) return Number(entry);
+        }
+      } catch { /* gone */ }
     }
     return undefined;
   }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,4 +112,46 @@ test('a name that is not UTF-8 is read lossily', () => {
   const line = Buffer.from('77 (bad\xff) nm) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0\n', 'latin1');
   const s = parseStat(line.toString('utf8'));
   assert.deepEqual([s.name, s.state, s.parent, s.group, s.session, s.ticks], ['bad\ufffd) nm', 'S', 1, 77, 77, 12345n]);
+});
+
+// A threaded server whose main thread has ended while a worker thread
+// serves: /proc shows its main thread's state, `Z`, while the process runs
+// and holds its port, as every threaded server (Node itself, Go, a
+// threaded Python) is for a moment while it exits.
+const MAIN_EXITS = `\
+import ctypes, socket, sys, threading, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[2])))
+s.listen()
+threading.Thread(target=time.sleep, args=(60,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+`;
+
+test('a server whose main thread ended is alive until its last thread ends', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pidman-node-main-exits-'));
+  const script = join(dir, 'bengal');
+  writeFileSync(script, MAIN_EXITS);
+  const port = await freePort();
+  const server = spawn('python3', [script, 'serve', String(port)], { stdio: 'ignore' });
+  const exited = new Promise((ok) => server.once('exit', (code, signal) => ok(signal)));
+  try {
+    for (let i = 0; ; i += 1) {
+      const mainEnded = parseStat(readFileSync(`/proc/${server.pid}/stat`, 'utf8')).state === 'Z';
+      if (mainEnded && (await listening(port))) break;
+      assert.ok(i < 1000 && server.exitCode === null, 'the server did not start');
+      await sleep(20);
+    }
+    assert.equal(new LinuxBackend().state(server.pid), 'running');
+    const pidFile = join(dir, '.bengal.pid');
+    writeFileSync(pidFile, String(server.pid));
+    assert.equal(await PIDManager.checkStalePid(pidFile), server.pid);
+    assert.ok(existsSync(pidFile), "a live server's file is kept");
+    assert.equal(await PIDManager.getProcessOnPort(port), server.pid);
+    assert.equal(await PIDManager.killStaleProcess(server.pid, 5), true);
+    assert.equal(await listening(port), false, 'killed with the port still held');
+    assert.equal(await exited, 'SIGTERM');
+  } finally {
+    if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+  }
 });

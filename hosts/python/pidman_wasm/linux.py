@@ -37,18 +37,19 @@ class _Stat(NamedTuple):
     group: int
     session: int
     ticks: int
+    threads: int
 
 
 def _parse_stat(raw: bytes) -> _Stat:
     """One /proc/<pid>/stat line: the name between the first `(` and the
     last `)` (decoded lossily: a name need not be UTF-8), then the fields
-    after it: 3 state, 4 ppid, 5 pgrp, 6 session, 22 start time in clock
-    ticks."""
+    after it: 3 state, 4 ppid, 5 pgrp, 6 session, 20 threads, 22 start time
+    in clock ticks."""
     text = raw.decode("utf-8", "replace")
     close = text.rindex(")")
     fields = text[close + 1:].split()
     return _Stat(text[text.index("(") + 1: close], fields[0], int(fields[1]), int(fields[2]),
-                 int(fields[3]), int(fields[19]))
+                 int(fields[3]), int(fields[19]), int(fields[17]))
 
 
 def _stat(pid: int) -> _Stat:
@@ -61,8 +62,20 @@ def _stat(pid: int) -> _Stat:
         raise FileNotFoundError(f"/proc/{pid}/stat")
 
 
-def _state(code: str) -> str:
-    return "zombie" if code in ("Z", "X") else "running"
+def _cmdline(proc_dir: str) -> list[str]:
+    """The command line in `proc_dir`; empty where it is hidden."""
+    try:
+        with open(f"{proc_dir}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except PermissionError:
+        return []
+
+
+def _state(st: _Stat) -> str:
+    """Exited: `Z` or `X`, the main thread's state, and no thread left. A
+    process whose main thread has ended while others run (every threaded
+    server for a moment while it exits) still runs and holds its port."""
+    return "zombie" if st.state in ("Z", "X") and st.threads <= 1 else "running"
 
 
 # The WIT `signal` enum, case by case: an unknown case is a KeyError (a
@@ -90,7 +103,7 @@ class LinuxBackend:
             return "gone"
         except OSError as e:
             raise _os_error(f"PID {pid}", e)
-        return _state(st.state)
+        return _state(st)
 
     def inspect(self, pid: int) -> dict[str, Any]:
         try:
@@ -98,15 +111,25 @@ class LinuxBackend:
             uid = os.stat(f"/proc/{pid}").st_uid
         except OSError as e:
             raise _os_error(f"PID {pid}", e)
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-        except PermissionError:
-            argv = []
+        argv = _cmdline(f"/proc/{pid}")
+        if not argv and _state(st) == "running":
+            # A process whose main thread has ended shows an empty command
+            # line there; its other threads share the same memory.
+            try:
+                tids = [t for t in os.listdir(f"/proc/{pid}/task") if t != str(pid)]
+            except OSError:
+                tids = []
+            for tid in tids:
+                try:
+                    argv = _cmdline(f"/proc/{pid}/task/{tid}")
+                except OSError:  # the thread ended meanwhile
+                    continue
+                if argv:
+                    break
         return {
             "pid": pid, "name": st.name, "argv": argv,
             "start_time_ms": self._boot + st.ticks * 1000 // _HZ, "start_token": st.ticks,
-            "uid": uid, "state": _state(st.state), "parent": st.parent, "group": st.group,
+            "uid": uid, "state": _state(st), "parent": st.parent, "group": st.group,
             "session": st.session,
         }
 
@@ -127,7 +150,7 @@ class LinuxBackend:
             except OSError:
                 continue
             entries.append({"pid": int(name), "parent": st.parent, "group": st.group,
-                            "start_token": st.ticks, "state": _state(st.state)})
+                            "start_token": st.ticks, "state": _state(st)})
         return entries
 
     def _refusal(self, pid: int) -> Optional[str]:
@@ -214,12 +237,36 @@ class LinuxBackend:
         if handle == 0:
             return None
         wanted = f"socket:[{handle}]"
+
+        def holds(fds: str) -> Optional[bool]:
+            """Whether the table holds it; None for a table with nothing."""
+            names = os.listdir(fds)
+            for fd in names:
+                try:
+                    if os.readlink(f"{fds}/{fd}") == wanted:
+                        return True
+                except OSError:
+                    continue
+            return False if names else None
+
+        # Processes with no descriptors: kernel threads, and those whose
+        # main thread has ended while other threads run on with the table.
+        empty = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                for fd in os.listdir(f"/proc/{entry}/fd"):
-                    if os.readlink(f"/proc/{entry}/fd/{fd}") == wanted:
+                held = holds(f"/proc/{entry}/fd")
+            except OSError:
+                continue
+            if held:
+                return int(entry)
+            if held is None:
+                empty.append(entry)
+        for entry in empty:
+            try:
+                for tid in os.listdir(f"/proc/{entry}/task"):
+                    if tid != entry and holds(f"/proc/{entry}/task/{tid}/fd"):
                         return int(entry)
             except OSError:
                 continue

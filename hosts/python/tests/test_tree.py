@@ -125,3 +125,46 @@ def test_a_name_that_is_not_utf8_is_read_lossily():
     st = _parse_stat(line)
     assert (st.name, st.state, st.parent, st.group, st.session, st.ticks) == (
         "bad\ufffd) nm", "S", 1, 77, 77, 12345)
+
+
+# A threaded server whose main thread has ended while a worker thread
+# serves: /proc shows its main thread's state, `Z`, while the process runs
+# and holds its port, as every threaded server (Node, Go, a threaded
+# Python) is for a moment while it exits.
+MAIN_EXITS = """\
+import ctypes, socket, sys, threading, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[2])))
+s.listen()
+threading.Thread(target=time.sleep, args=(60,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_server_whose_main_thread_ended_is_alive_until_its_last_thread_ends(tmp_path):
+    script = tmp_path / "bengal"
+    script.write_text(MAIN_EXITS)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(script), "serve", str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with open(f"/proc/{proc.pid}/stat", "rb") as f:
+                main_ended = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+            if main_ended and listening(port):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        assert LinuxBackend().state(proc.pid) == "running"
+        pid_file = tmp_path / ".bengal.pid"
+        pid_file.write_text(str(proc.pid))
+        assert PIDManager.check_stale_pid(pid_file) == proc.pid
+        assert pid_file.exists(), "a live server's file is kept"
+        assert PIDManager.get_process_on_port(port) == proc.pid
+        assert PIDManager.kill_stale_process(proc.pid, timeout=5.0) is True
+        assert not listening(port), "killed with the port still held"
+        assert proc.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()

@@ -119,26 +119,59 @@ fn find_inode_owner(inode: u64, uid: Option<u32>) -> Option<Pid> {
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable_by(|a, b| b.cmp(a));
-    // Only root reads other users' descriptors; only when the socket is
-    // another user's is it worth a `stat` per process to read theirs first.
-    if euid != 0 || first == 0 {
-        return find_in_parallel(&pids, |pid| holds(pid, &wanted));
-    }
-    let later = std::sync::Mutex::new(Vec::new());
-    let scan_first = |pid: Pid| match std::fs::metadata(format!("/proc/{pid}")) {
-        Ok(meta) if meta.uid() == first => holds(pid, &wanted),
-        Ok(_) => {
-            later.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    // Processes with no descriptors at all: kernel threads, and processes
+    // whose main thread has ended while other threads run on with the
+    // table (the port's holder may be one: looked at last).
+    let empty = Mutex::new(Vec::new());
+    let scan = |pid: Pid| match holds(&format!("/proc/{pid}/fd"), &wanted) {
+        Fds::Held => true,
+        Fds::Empty => {
+            empty.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
             false
         }
-        _ => false,
+        Fds::NotHeld => false,
     };
-    if let Some(pid) = find_in_parallel(&pids, scan_first) {
-        return Some(pid);
-    }
-    let mut later = later.into_inner().unwrap_or_else(|e| e.into_inner());
-    later.sort_unstable_by(|a, b| b.cmp(a));
-    find_in_parallel(&later, |pid| holds(pid, &wanted))
+    // Only root reads other users' descriptors; only when the socket is
+    // another user's is it worth a `stat` per process to read theirs first.
+    let found = if euid != 0 || first == 0 {
+        find_in_parallel(&pids, scan)
+    } else {
+        let later = Mutex::new(Vec::new());
+        let scan_first = |pid: Pid| match std::fs::metadata(format!("/proc/{pid}")) {
+            Ok(meta) if meta.uid() == first => scan(pid),
+            Ok(_) => {
+                later.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+                false
+            }
+            _ => false,
+        };
+        find_in_parallel(&pids, scan_first).or_else(|| {
+            let mut later = later.into_inner().unwrap_or_else(|e| e.into_inner());
+            later.sort_unstable_by(|a, b| b.cmp(a));
+            find_in_parallel(&later, scan)
+        })
+    };
+    found.or_else(|| {
+        let mut empty = empty.into_inner().unwrap_or_else(|e| e.into_inner());
+        empty.sort_unstable_by(|a, b| b.cmp(a));
+        empty
+            .into_iter()
+            .find(|&pid| held_by_a_thread(pid, &wanted))
+    })
+}
+
+/// Whether a thread of `pid` other than its main thread has a descriptor
+/// whose link reads `wanted` (the threads of a process share one table,
+/// which outlives the main thread).
+fn held_by_a_thread(pid: Pid, wanted: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| task.file_name().to_str()?.parse::<Pid>().ok())
+        .filter(|&tid| tid != pid)
+        .any(|tid| holds(&format!("/proc/{pid}/task/{tid}/fd"), wanted) == Fds::Held)
 }
 
 /// The first of `pids` (in order, on this thread, for the first few; then
@@ -179,14 +212,24 @@ fn find_in_parallel(pids: &[Pid], hit: impl Fn(Pid) -> bool + Sync) -> Option<Pi
     found.map(|(_, pid)| pid)
 }
 
-/// Whether `pid` has a descriptor whose link reads `wanted`: its `fd`
-/// directory read with one `getdents64` (procfs fills the buffer until it
-/// runs out of descriptors), each link read relative to it (`readlinkat`,
-/// no path walk from `/`).
-fn holds(pid: Pid, wanted: &str) -> bool {
-    let Ok(dir) = std::fs::File::open(format!("/proc/{pid}/fd")) else {
-        return false; // gone, a kernel thread's, or another user's
+/// What a descriptor table holds of the one socket looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fds {
+    Held,
+    NotHeld,
+    /// No descriptors at all.
+    Empty,
+}
+
+/// Whether the `fd` directory `path` has a descriptor whose link reads
+/// `wanted`: the directory read with one `getdents64` (procfs fills the
+/// buffer until it runs out of descriptors), each link read relative to it
+/// (`readlinkat`, no path walk from `/`).
+fn holds(path: &str, wanted: &str) -> Fds {
+    let Ok(dir) = std::fs::File::open(path) else {
+        return Fds::NotHeld; // gone, or another user's
     };
+    let mut seen = false;
     let mut entries = [0u8; 16 * 1024];
     let mut link = [0u8; 64];
     loop {
@@ -200,7 +243,7 @@ fn holds(pid: Pid, wanted: &str) -> bool {
             )
         };
         if n <= 0 {
-            return false;
+            return if seen { Fds::NotHeld } else { Fds::Empty };
         }
         let n = n as usize;
         let mut at = 0;
@@ -209,6 +252,7 @@ fn holds(pid: Pid, wanted: &str) -> bool {
             let reclen = u16::from_ne_bytes([entries[at + 16], entries[at + 17]]) as usize;
             let name = &entries[at + 19..at + reclen];
             if name[0] != b'.' {
+                seen = true;
                 // SAFETY: `name` is NUL-terminated inside the record; `link`
                 // is valid for its length.
                 let len = unsafe {
@@ -220,14 +264,14 @@ fn holds(pid: Pid, wanted: &str) -> bool {
                     )
                 };
                 if len > 0 && &link[..len as usize] == wanted.as_bytes() {
-                    return true;
+                    return Fds::Held;
                 }
             }
             at += reclen;
         }
         // Room left for another record: procfs had no more to give.
         if n + 300 < entries.len() {
-            return false;
+            return if seen { Fds::NotHeld } else { Fds::Empty };
         }
     }
 }

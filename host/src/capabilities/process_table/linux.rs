@@ -80,7 +80,8 @@ pub fn available() -> bool {
 pub struct Stat {
     /// `comm`, between the first `(` and the last `)`.
     pub name: String,
-    /// State `Z` (zombie) or `X` (dead).
+    /// Exited: state `Z` (zombie) or `X` (dead) with no thread left (see
+    /// [`exited`]).
     pub zombie: bool,
     /// Field 22, `starttime`, in clock ticks since boot.
     pub start_ticks: u64,
@@ -106,15 +107,26 @@ pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
     let parent = fields.next()?.parse().ok()?;
     let group = fields.next()?.parse().ok()?;
     let session = fields.next()?.parse().ok()?;
-    let start_ticks = fields.nth(15)?.parse().ok()?;
+    let threads = fields.nth(13)?.parse().ok()?;
+    let start_ticks = fields.nth(1)?.parse().ok()?;
     Some(Stat {
         name,
-        zombie: matches!(state, "Z" | "X" | "x"),
+        zombie: exited(state, threads),
         start_ticks,
         parent,
         group,
         session,
     })
+}
+
+/// Whether a process has exited, from its `/proc` state and thread count.
+/// The state is its thread-group leader's: `Z` once the main thread has
+/// ended, while the process's other threads may still run and hold its
+/// files and sockets (a multi-threaded server is so for a moment while it
+/// exits; one whose main thread called `pthread_exit` is so for good). It
+/// has exited only when it is the last thread left.
+fn exited(state: &str, threads: u32) -> bool {
+    matches!(state.chars().next(), Some('Z' | 'X' | 'x')) && threads <= 1
 }
 
 /// A `/proc` file, whole. procfs reports a size of 0, so `fs::read` would
@@ -189,7 +201,7 @@ pub struct Status {
     pub tgid: u32,
     /// `Uid`, the first (real) of the four.
     pub uid: u32,
-    /// `State` Z (zombie) or X (dead).
+    /// Exited: `State` Z (zombie) or X (dead) and one `Threads` left.
     pub zombie: bool,
 }
 
@@ -206,7 +218,8 @@ pub fn parse_status(text: &str) -> Option<Status> {
         .next()?
         .parse()
         .ok()?;
-    let zombie = matches!(field("State")?.chars().next(), Some('Z' | 'X' | 'x'));
+    let threads = field("Threads")?.parse().ok()?;
+    let zombie = exited(field("State")?, threads);
     Some(Status { tgid, uid, zombie })
 }
 
@@ -233,12 +246,16 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
 pub fn read(pid: u32) -> io::Result<Process> {
     let stat = stat(pid)?;
     let status = status(pid)?;
-    let argv = match read_proc(&format!("/proc/{pid}/cmdline")) {
+    let mut argv = match read_proc(&format!("/proc/{pid}/cmdline")) {
         Ok(raw) => parse_cmdline(&raw),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(e),
         Err(_) => Vec::new(),
     };
+    let zombie = stat.zombie || status.zombie;
+    if argv.is_empty() && !zombie {
+        argv = thread_cmdline(pid);
+    }
     Ok(Process {
         name: stat.name,
         argv,
@@ -246,11 +263,30 @@ pub fn read(pid: u32) -> io::Result<Process> {
         start_ticks: stat.start_ticks,
         uid: status.uid,
         tgid: status.tgid,
-        zombie: stat.zombie || status.zombie,
+        zombie,
         parent: stat.parent,
         group: stat.group,
         session: stat.session,
     })
+}
+
+/// The command line as another thread of `pid` reads it: a process whose
+/// main thread has ended shows an empty `/proc/<pid>/cmdline` (it was read
+/// through that thread), while its other threads share the same memory.
+/// Empty when there is no other thread (a kernel thread) or none can tell.
+fn thread_cmdline(pid: Pid) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| task.file_name().to_str()?.parse::<Pid>().ok())
+        .filter(|&tid| tid != pid)
+        .find_map(|tid| {
+            let raw = read_proc(&format!("/proc/{pid}/task/{tid}/cmdline")).ok()?;
+            Some(parse_cmdline(&raw)).filter(|argv| !argv.is_empty())
+        })
+        .unwrap_or_default()
 }
 
 /// A start time in ticks since boot as ms since the epoch.
@@ -351,6 +387,24 @@ mod tests {
     }
 
     #[test]
+    fn a_zombie_leader_with_a_thread_left_has_not_exited() {
+        let line = |threads: u32| {
+            format!("9 (node) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 {threads} 0 555 0 0")
+        };
+        assert!(!parse_stat(line(2).as_bytes()).unwrap().zombie);
+        assert!(parse_stat(line(1).as_bytes()).unwrap().zombie);
+        let status = |threads: u32| {
+            parse_status(&format!(
+                "State:\tZ (zombie)\nTgid:\t9\nUid:\t0 0 0 0\nThreads:\t{threads}\n"
+            ))
+            .unwrap()
+            .zombie
+        };
+        assert!(!status(2));
+        assert!(status(1));
+    }
+
+    #[test]
     fn a_name_cut_inside_a_character_is_read_lossily() {
         let mut line = b"77 (caf\xc3".to_vec(); // `comm` cut after 15 bytes
         line.extend_from_slice(b") S 5 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0");
@@ -374,7 +428,7 @@ mod tests {
 
     #[test]
     fn parses_status_and_keeps_empty_arguments() {
-        let text = "Name:\tpython3\nState:\tS (sleeping)\nTgid:\t42\nPid:\t43\nUid:\t1000\t1001\t1000\t1000\n";
+        let text = "Name:\tpython3\nState:\tS (sleeping)\nTgid:\t42\nPid:\t43\nUid:\t1000\t1001\t1000\t1000\nThreads:\t3\n";
         assert_eq!(
             parse_status(text),
             Some(Status {
@@ -384,7 +438,7 @@ mod tests {
             })
         );
         assert!(
-            parse_status("State:\tZ (zombie)\nTgid:\t7\nUid:\t0 0 0 0\n")
+            parse_status("State:\tZ (zombie)\nTgid:\t7\nUid:\t0 0 0 0\nThreads:\t1\n")
                 .unwrap()
                 .zombie
         );
