@@ -100,3 +100,105 @@ fn verbose_explains_the_decision() {
         run.stderr
     );
 }
+
+/// Complete `words` (the last one being typed) with pidman's bash script,
+/// as bash's programmable completion would call it: what it offers, and
+/// the `compopt` options it asks bash for (a stub outside a real prompt).
+fn bash_complete(env: &TestEnv, words: &[&str]) -> (Vec<String>, String) {
+    let script = env.run(&["completions", "bash"]).expect(0).stdout.clone();
+    std::fs::write(env.root().join("pidman.bash"), script).unwrap();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let current = words.len() - 1;
+    let program = format!(
+        "compopt() {{ echo \"$*\" >> compopt.log; }}
+         source ./pidman.bash
+         COMP_WORDS=({words}); COMP_CWORD={current}
+         _pidman pidman {cur} {prev}
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        words = quoted.join(" "),
+        cur = quoted[current],
+        prev = quoted[current.saturating_sub(1)],
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .current_dir(env.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offered = String::from_utf8(out.stdout).unwrap();
+    let compopt = std::fs::read_to_string(env.root().join("compopt.log")).unwrap_or_default();
+    (
+        offered
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        compopt,
+    )
+}
+
+#[test]
+fn bash_completes_commands_options_and_their_values() {
+    let env = TestEnv::new();
+    assert_eq!(bash_complete(&env, &["pidman", "pre"]).0, ["preflight"]);
+    assert_eq!(bash_complete(&env, &["pidman", "--ro"]).0, ["--root"]);
+    let (offered, _) = bash_complete(&env, &["pidman", "kill", "--d"]);
+    assert_eq!(offered, ["--dry-run"]);
+    let (offered, _) = bash_complete(&env, &["pidman", "completions", ""]);
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        assert!(offered.iter().any(|o| o == shell), "{offered:?}");
+    }
+    // `--root` takes a directory: the script asks bash for directories.
+    let (offered, compopt) = bash_complete(&env, &["pidman", "check", "--root", ""]);
+    assert!(offered.is_empty(), "{offered:?}");
+    assert!(compopt.contains("-o plusdirs"), "{compopt:?}");
+}
+
+#[test]
+fn every_shell_gets_a_script_and_man_renders_the_page() {
+    let env = TestEnv::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _pidman"),
+        ("zsh", "#compdef pidman"),
+        ("fish", "complete -c pidman"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let run = env.run(&["completions", shell]);
+        run.expect(0);
+        assert!(run.stdout.contains(marker), "{shell}: {}", run.stdout);
+        assert!(
+            run.stdout.contains("preflight"),
+            "{shell} names the commands"
+        );
+    }
+    env.run(&["completions", "tcsh"]).expect(2);
+
+    let page = env.run(&["man"]).expect(0).stdout.clone();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH pidman"),
+        "{page}"
+    );
+    std::fs::write(env.root().join("pidman.1"), &page).unwrap();
+    let man = std::process::Command::new("man")
+        .args(["-l", "pidman.1"])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "80")
+        .current_dir(env.root())
+        .output()
+        .expect("man (man-db) is installed: .ci/run installs it");
+    assert!(
+        man.status.success(),
+        "{}",
+        String::from_utf8_lossy(&man.stderr)
+    );
+    let text = String::from_utf8_lossy(&man.stdout);
+    assert!(text.contains("NAME") && text.contains("pidman"), "{text}");
+    assert!(
+        text.contains("preflight"),
+        "the page lists the commands: {text}"
+    );
+}

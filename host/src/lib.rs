@@ -32,6 +32,7 @@ pub mod backend;
 mod bindings;
 mod cache;
 mod capabilities;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod error;
 mod gate;
@@ -41,6 +42,7 @@ mod plugin;
 mod runtime;
 pub mod simulated;
 mod state;
+#[cfg(feature = "cli")]
 mod supervise;
 mod wasi;
 mod watchdog;

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "pidman", version)]
 pub struct Cli {
     /// The project root; the PID file is ROOT/.bengal.pid.
-    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    #[arg(long, global = true, value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
     pub root: PathBuf,
     /// Print one JSON object on stdout, errors included.
     #[arg(long, global = true)]
@@ -24,7 +24,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
     /// Load this build of the plugin instead of the embedded one.
-    #[arg(long, global = true, value_name = "FILE.wasm")]
+    #[arg(long, global = true, value_name = "FILE.wasm", value_hint = clap::ValueHint::FilePath)]
     pub plugin: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
@@ -105,6 +105,15 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Print a completion script for SHELL on stdout (bash: `pidman
+    /// completions bash > ~/.local/share/bash-completion/completions/pidman`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: `pidman man | man -l -`.
+    Man,
 }
 
 /// The options of the start check (`preflight`, and `run` before it starts
@@ -126,7 +135,7 @@ pub struct StartCheck {
 #[derive(Debug, Clone, clap::Args)]
 pub struct PidFile {
     /// Another PID file than ROOT/.bengal.pid.
-    #[arg(long = "pid-file", value_name = "F")]
+    #[arg(long = "pid-file", value_name = "F", value_hint = clap::ValueHint::FilePath)]
     pub path: Option<PathBuf>,
 }
 
@@ -152,6 +161,8 @@ impl Command {
             Command::Preflight { .. } => "preflight",
             Command::Acquire { .. } => "acquire",
             Command::Run { .. } => "run",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
         }
     }
 }

@@ -34,6 +34,8 @@ pub fn run(cli: &Cli) -> Result<Outcome, Error> {
             acquire(creating_manager(cli, file.path.as_deref())?, *pid)
         }
         Command::Run { check, command } => start::run_server(cli, check, command),
+        // Answered by `cli::main` before any plugin is loaded.
+        Command::Completions { .. } | Command::Man => unreachable!("handled by cli::main"),
     }
 }
 

@@ -30,5 +30,24 @@ pub fn main() -> ExitCode {
         }
         Err(e) => return output::usage_error(args.iter().any(|a| a == "--json"), &e),
     };
+    // Generated from the same definitions as the parser: never out of step.
+    match cli.command {
+        args::Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "pidman", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        args::Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            return match page.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pidman: could not write the man page: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        _ => {}
+    }
     output::finish(cli.json, cli.command.name(), commands::run(&cli))
 }
