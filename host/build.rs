@@ -1,5 +1,14 @@
-//! Builds the guest component (`../guest`, target `wasm32-wasip2`) so that
-//! `cargo build` alone produces a working `pidman`, and embeds it.
+//! Embeds the guest component, so that `cargo build` alone produces a
+//! working `pidman`.
+//!
+//! In the workspace it builds the guest (`../guest`, target
+//! `wasm32-wasip2`) and embeds that build; it also keeps
+//! `plugin/pidman.wasm`, the copy the published crate ships, equal to it
+//! (CI fails when the committed copy differs from what the sources
+//! produce). In the published crate, which has no `../guest`, it embeds the
+//! shipped copy: `cargo install pidman` needs neither the wasm target nor a
+//! second cargo build, and gets the same bytes (and so the same cache key)
+//! as the workspace build.
 //!
 //! The nested cargo gets its own target directory (sharing the outer one
 //! deadlocks on the artifact lock) and an environment without the outer
@@ -17,14 +26,7 @@ fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap();
     let guest = root.join("guest");
-    for watched in [
-        guest.join("src"),
-        guest.join("wasi"),
-        guest.join("Cargo.toml"),
-        root.join("wit"),
-    ] {
-        println!("cargo::rerun-if-changed={}", watched.display());
-    }
+    let shipped = manifest.join("plugin").join("pidman.wasm");
 
     // A position-dependent executable: the linker resolves every pointer
     // in the binary's tables, so the dynamic loader relocates nothing at
@@ -35,6 +37,45 @@ fn main() {
     }
 
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let component = if guest.join("Cargo.toml").is_file() {
+        for watched in [
+            guest.join("src"),
+            guest.join("wasi"),
+            guest.join("Cargo.toml"),
+            root.join("wit"),
+            shipped.clone(),
+        ] {
+            println!("cargo::rerun-if-changed={}", watched.display());
+        }
+        let component = strip_names(&build_guest(&guest, &out));
+        if std::fs::read(&shipped).ok().as_deref() != Some(&component[..]) {
+            std::fs::create_dir_all(shipped.parent().unwrap()).expect("create plugin/");
+            std::fs::write(&shipped, &component).expect("write plugin/pidman.wasm");
+        }
+        component
+    } else {
+        println!("cargo::rerun-if-changed={}", shipped.display());
+        std::fs::read(&shipped).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: the published crate ships its plugin there",
+                shipped.display()
+            )
+        })
+    };
+
+    let embedded = out.join("pidman_guest.wasm");
+    std::fs::write(&embedded, &component).expect("write the guest component");
+    println!("cargo::rustc-env=PIDMAN_GUEST_WASM={}", embedded.display());
+    // The cache key's half that depends on the component, computed here so
+    // that a cold `pidman` does not hash 180 KB at every start.
+    println!(
+        "cargo::rustc-env=PIDMAN_GUEST_HASH={:016x}",
+        component_hash(&component)
+    );
+}
+
+/// Build the guest crate at `guest` for the wasm target; its component.
+fn build_guest(guest: &Path, out: &Path) -> Vec<u8> {
     let target_dir = out.join("guest-target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let stderr = std::io::stderr().as_fd().try_clone_to_owned().unwrap();
@@ -68,22 +109,11 @@ fn main() {
         }
         panic!("building the guest component failed (see the errors above)");
     }
-
     let wasm = target_dir
         .join(TARGET)
         .join("guest")
         .join("pidman_guest.wasm");
-    let embedded = out.join("pidman_guest.wasm");
-    let component = std::fs::read(&wasm).expect("read the guest component");
-    std::fs::write(&embedded, strip_names(&component)).expect("write the guest component");
-    println!("cargo::rustc-env=PIDMAN_GUEST_WASM={}", embedded.display());
-    // The cache key's half that depends on the component, computed here so
-    // that a cold `pidman` does not hash 180 KB at every start.
-    let bytes = std::fs::read(&embedded).expect("read the guest component");
-    println!(
-        "cargo::rustc-env=PIDMAN_GUEST_HASH={:016x}",
-        component_hash(&bytes)
-    );
+    std::fs::read(&wasm).expect("read the guest component")
 }
 
 /// The component without its top-level `component-name` custom section

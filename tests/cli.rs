@@ -202,3 +202,43 @@ fn every_shell_gets_a_script_and_man_renders_the_page() {
         "the page lists the commands: {text}"
     );
 }
+
+/// A cache directory pidman will not use costs every start a compile: with
+/// `-v` it says why, once, and how to fix it; without `-v` it says nothing.
+#[test]
+fn an_untrusted_cache_is_explained_once_with_verbose() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let cache = env.root().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = |args: &[&str]| {
+        let out = env
+            .command(args)
+            .env("PIDMAN_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    let verbose = run(&["-v", "check"]);
+    verbose.expect(1);
+    let said: Vec<&str> = verbose
+        .stderr
+        .lines()
+        .filter(|l| l.contains("plugin cache"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", verbose.stderr);
+    assert!(said[0].contains("writable by others"), "{}", said[0]);
+    assert!(said[0].contains("chmod 700"), "how to fix it: {}", said[0]);
+    let quiet = run(&["check"]);
+    quiet.expect(1);
+    assert!(!quiet.stderr.contains("plugin cache"), "{}", quiet.stderr);
+    // Once trusted, nothing to say.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let trusted = run(&["-v", "check"]);
+    assert!(
+        !trusted.stderr.contains("plugin cache"),
+        "{}",
+        trusted.stderr
+    );
+}

@@ -6,7 +6,8 @@
 use std::any::Any;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    // `wit` links to the workspace's `../wit`; `cargo package` copies it in.
+    path: "wit",
     world: "plugin",
     imports: { default: trappable },
     with: {

@@ -50,6 +50,7 @@ pub struct Plugin<B: Backend = Native> {
     engine: Engine,
     pre: bindings::PluginPre<PluginState<B>>,
     exit_on_overrun: bool,
+    cache_refused: Option<String>,
 }
 
 impl<B: Backend> Plugin<B> {
@@ -104,7 +105,7 @@ impl<B: Backend> Plugin<B> {
         let engine =
             Engine::new(config.clone().enable_compiler(false)).map_err(anyhow::Error::from)?;
         start_epoch_ticker(&engine);
-        let component = load_component(&engine, config, wasm, wasm_hash, cache)?;
+        let (component, cache_refused) = load_component(&engine, config, wasm, wasm_hash, cache)?;
         let mut linker = Linker::<PluginState<B>>::new(&engine);
         crate::wasi::add_to_linker(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
@@ -117,7 +118,15 @@ impl<B: Backend> Plugin<B> {
             engine,
             pre,
             exit_on_overrun: false,
+            cache_refused,
         })
+    }
+
+    /// Why the precompiled-plugin cache was not used, and how to fix it:
+    /// each start then compiles the plugin in memory (tens of milliseconds
+    /// instead of one). None when the cache was used, or none was asked for.
+    pub fn cache_refused(&self) -> Option<&str> {
+        self.cache_refused.as_deref()
     }
 
     /// A fresh instance on `backend` that may use the filesystem only inside
@@ -295,24 +304,39 @@ fn explain_trap(e: wasmtime::Error) -> anyhow::Error {
 /// it. The key is the component's hash, the target, and the engine's
 /// compatibility hash (wasmtime version, tunables, features); wasmtime
 /// checks the CPU features an entry was compiled for as it loads it. An
-/// untrusted, corrupt or incompatible entry is recompiled.
+/// untrusted, corrupt or incompatible entry is recompiled. A cache
+/// directory that is not trusted is not used; the second value says why.
 fn load_component(
     engine: &Engine,
     mut config: Config,
     wasm: &[u8],
     wasm_hash: u64,
     cache: Option<&Path>,
-) -> Result<Component> {
+) -> Result<(Component, Option<String>)> {
     let mut compile = |wasm: &[u8]| -> Result<Vec<u8>> {
         let compiler = Engine::new(config.enable_compiler(true)).map_err(anyhow::Error::from)?;
         compiler
             .precompile_component(wasm)
             .map_err(anyhow::Error::from)
     };
-    let Some(dir) = cache.and_then(|d| cache::trusted_dir(d).ok()) else {
+    let in_memory = |compile: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>>| -> Result<Component> {
         let compiled = compile(wasm)?;
         // SAFETY: compiled a moment ago, for this host, with this config.
-        return unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from);
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
+    };
+    let Some(dir) = cache else {
+        return Ok((in_memory(&mut compile)?, None));
+    };
+    let dir = match cache::trusted_dir(dir) {
+        Ok(dir) => dir,
+        Err(why) => {
+            let note = format!(
+                "the plugin cache {why}, so it is not used and each start compiles the \
+                 plugin: make it a directory of your own that only you can write \
+                 (chmod 700), or set PIDMAN_CACHE_DIR to one"
+            );
+            return Ok((in_memory(&mut compile)?, Some(note)));
+        }
     };
     let path = dir.join(format!("{:016x}.cwasm", cache_key(engine, wasm_hash)));
     if cache::verify(&path) {
@@ -321,13 +345,15 @@ fn load_component(
         // compatibility hash; wasmtime checks the header as well. (Mapped,
         // not copied: only the pages a run touches are faulted in.)
         if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
-            return Ok(component);
+            return Ok((component, None));
         }
     }
     let compiled = compile(wasm)?;
     cache::write(&path, &compiled);
     // SAFETY: compiled a moment ago, for this host, with this config.
-    unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
+    let component =
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
+    Ok((component, None))
 }
 
 /// The component half of the cache key (build.rs computes the same for the

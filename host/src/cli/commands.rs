@@ -44,6 +44,9 @@ fn plugin(cli: &Cli) -> Result<Plugin, Error> {
         Some(path) => Plugin::from_file(path)?,
         None => Plugin::embedded()?,
     };
+    if let Some(why) = plugin.cache_refused().filter(|_| cli.verbose) {
+        eprintln!("pidman: {}", crate::capabilities::log::escape_controls(why));
+    }
     Ok(plugin.exit_on_overrun())
 }
 
