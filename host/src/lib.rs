@@ -68,6 +68,12 @@ pub use crate::error::Error;
 pub use crate::plugin::{DEFAULT_BUDGET, MAX_PLUGIN_BYTES, Plugin};
 use crate::plugin::{Exports, Session};
 
+/// The Rust example of `docs/embedding.md`, compiled as a doctest so that
+/// the page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/embedding.md")]
+pub struct EmbeddingDoc;
+
 /// A timeout as the WIT's milliseconds (saturating).
 fn millis(timeout: Duration) -> u64 {
     u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
