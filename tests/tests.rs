@@ -11,5 +11,6 @@ mod kill;
 mod limits;
 mod ports;
 mod simulated;
+mod terminal;
 mod tree;
 mod trust;

@@ -4,7 +4,7 @@
 //! [`crate::supervise`]).
 
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 
 use serde_json::{Value, json};
 
@@ -47,8 +47,9 @@ fn port_blocker(port: Option<u16>, status: &PortStatus) -> Option<String> {
 
 /// Ask on the terminal; with no terminal (or `--json`) the answer is no.
 /// The question shows what would be stopped (`found`, then no longer in
-/// the output after it). An empty line is yes; end of input (Ctrl-D) and
-/// anything else is no.
+/// the output after it). An empty line is yes; end of input (Ctrl-D), an
+/// interrupt (Ctrl-C, which `run` holds pending and then stops on) and
+/// anything else are no.
 fn confirm(json: bool, found: &mut Vec<String>) -> bool {
     if json || !std::io::stdin().is_terminal() {
         return false;
@@ -57,16 +58,15 @@ fn confirm(json: bool, found: &mut Vec<String>) -> bool {
         eprintln!("{line}");
     }
     eprint!("Kill stale process? [Y/n] ");
-    let mut answer = String::new();
-    match std::io::stdin().lock().read_line(&mut answer) {
-        Ok(0) | Err(_) => {
-            eprintln!();
-            false
-        }
-        Ok(_) => matches!(
+    match supervise::read_answer() {
+        supervise::Answer::Line(answer) => matches!(
             answer.trim().to_ascii_lowercase().as_str(),
             "" | "y" | "yes"
         ),
+        supervise::Answer::End | supervise::Answer::Interrupted(_) => {
+            eprintln!();
+            false
+        }
     }
 }
 
@@ -248,6 +248,18 @@ pub fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result
         ));
     }
     let check = preflight(mgr, start, false, cli.json)?;
+    // Ctrl-C (or another forwarded signal) during the check, at its prompt
+    // too, stops `run`: the server never starts.
+    if let Some(signal) = supervise::pending() {
+        let code = 128 + signal.number;
+        let mut lines = check.lines;
+        lines.push(format!("{}: not started", signal.name));
+        let mut fields = check.fields;
+        fields["started"] = json!(false);
+        fields["signal"] = json!(signal.name);
+        fields["status"] = json!(code);
+        return Ok(Outcome::lines(Exit::Server(code), lines, fields));
+    }
     if check.exit != Exit::Yes {
         return Ok(check);
     }
@@ -298,7 +310,7 @@ fn serve(mut guard: Guard<'_>, command: &[OsString]) -> Result<Outcome, Error> {
             "pidman: warning: could not hand the claim to the server ({e}); the file names pidman"
         );
     }
-    let status = supervise::forward_until_exit(child);
+    let status = supervise::forward_until_exit(child, foreground);
     if foreground {
         supervise::reclaim_terminal();
     }

@@ -21,3 +21,14 @@ pub struct Interrupt {
     /// The number the wrapper's exit status adds to 128.
     pub number: u8,
 }
+
+/// What the user typed at a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// One line, without its line end.
+    Line(String),
+    /// End of input (Ctrl-D), or the terminal went away.
+    End,
+    /// An interrupt (Ctrl-C) came first; it stays pending.
+    Interrupted(Interrupt),
+}

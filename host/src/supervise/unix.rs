@@ -87,6 +87,36 @@ pub fn pending() -> Option<Interrupt> {
         })
 }
 
+/// Read one line from standard input, watching for a forwarded signal
+/// meanwhile: once [`block_forwarded`] ran (`run`), Ctrl-C at a prompt is
+/// held pending instead of ending the process, and a plain read would wait
+/// through it for a line.
+pub fn read_answer() -> super::Answer {
+    use std::io::BufRead;
+    use std::os::fd::AsFd;
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        if let Some(interrupt) = pending() {
+            return super::Answer::Interrupted(interrupt);
+        }
+        let stdin = std::io::stdin();
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(50u16)) {
+            Ok(0) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return super::Answer::End,
+            Ok(_) => {}
+        }
+        // Readable: on a terminal, a whole line (or end of input) is there.
+        let mut line = String::new();
+        return match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => super::Answer::End,
+            Ok(_) => super::Answer::Line(line.trim_end_matches(['\n', '\r']).to_owned()),
+        };
+    }
+}
+
 /// Start `command` as the server: empty signal mask, default dispositions,
 /// its own process group, which gets the terminal when `foreground`.
 pub fn spawn(command: &[OsString], foreground: bool) -> io::Result<Child> {
@@ -163,8 +193,13 @@ unsafe fn reset_dispositions() {
 }
 
 /// Forward each signal the wrapper receives to the server until it exits;
-/// then its exit status.
-pub fn forward_until_exit(mut child: Child) -> io::Result<ExitStatus> {
+/// then its exit status. In the foreground of a terminal the wrapper
+/// follows the server's job control as a shell's job does: when the server
+/// stops (Ctrl-Z), the wrapper takes the terminal back and stops too, so
+/// that the shell gets its prompt back; when the shell continues the
+/// wrapper (`fg`, `bg`), it continues the server, handing it the terminal
+/// again if the wrapper was continued in the foreground.
+pub fn forward_until_exit(child: Child, foreground: bool) -> io::Result<ExitStatus> {
     let pid = NixPid::from_raw(child.id() as i32);
     std::thread::Builder::new()
         .name("pidman-forward".into())
@@ -191,11 +226,43 @@ pub fn forward_until_exit(mut child: Child) -> io::Result<ExitStatus> {
             }
         })?;
     loop {
-        match child.wait() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
+        let mut status = 0;
+        // SAFETY: waits for our own child, into a local.
+        let waited = unsafe { libc::waitpid(pid.as_raw(), &mut status, libc::WUNTRACED) };
+        if waited < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if !libc::WIFSTOPPED(status) {
+            use std::os::unix::process::ExitStatusExt;
+            // Reaped here: `child` is only dropped (which never waits).
+            drop(child);
+            return Ok(ExitStatus::from_raw(status));
+        }
+        if foreground {
+            follow_the_stop(pid);
         }
     }
+}
+
+/// The server's group stopped in the foreground of the terminal: take the
+/// terminal back, stop as it did, and once continued, continue it.
+fn follow_the_stop(server: NixPid) {
+    reclaim_terminal();
+    // The wrapper stops here (SIGTSTP is not blocked and keeps its default)
+    // until the shell sends SIGCONT.
+    let _ = nix::sys::signal::raise(Signal::SIGTSTP);
+    if in_terminal_foreground() {
+        // SAFETY: a plain call on descriptor 0 and the server's group
+        // (SIGTTOU is blocked).
+        unsafe {
+            libc::tcsetpgrp(0, server.as_raw());
+        }
+    }
+    let _ = killpg(server, Signal::SIGCONT);
 }
 
 /// The wrapper's exit status for the server's: its code, or 128 + the

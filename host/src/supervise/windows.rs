@@ -69,6 +69,21 @@ pub fn pending() -> Option<Interrupt> {
     }
 }
 
+/// Read one line from standard input; a console Ctrl-C that came while
+/// it waited (recorded by the handler) makes it an interruption.
+pub fn read_answer() -> super::Answer {
+    use std::io::BufRead;
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if let Some(interrupt) = pending() {
+        return super::Answer::Interrupted(interrupt);
+    }
+    match read {
+        Ok(0) | Err(_) => super::Answer::End,
+        Ok(_) => super::Answer::Line(line.trim_end_matches(['\n', '\r']).to_owned()),
+    }
+}
+
 /// Start `command` as the server, in this console.
 pub fn spawn(command: &[OsString], _foreground: bool) -> io::Result<Child> {
     let (program, args) = command
@@ -83,7 +98,7 @@ pub fn told_to_stop() -> bool {
 }
 
 /// Wait for the server (the console gives it its events itself).
-pub fn forward_until_exit(mut child: Child) -> io::Result<ExitStatus> {
+pub fn forward_until_exit(mut child: Child, _foreground: bool) -> io::Result<ExitStatus> {
     child.wait()
 }
 
