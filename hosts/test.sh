@@ -18,7 +18,7 @@ python=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
 venv=$PWD/target/python-venv
 rm -rf "$venv"
 "$python" -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check ./hosts/python "pytest>=7"
+"$venv/bin/pip" install -q --disable-pip-version-check "./hosts/python[test]"
 (cd "$venv" && env -u PIDMAN_WASM PIDMAN_EXPECT_INSTALLED=1 \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/hosts/python/tests")
 

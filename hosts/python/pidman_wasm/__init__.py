@@ -16,12 +16,14 @@ The plugin ships inside the package; `$PIDMAN_WASM` names another build.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
+import threading
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
-from ._runtime import GuestError, PIDManError, Plugin, PluginTrap
-from .linux import LinuxBackend
+from ._runtime import GuestError, HostLock, PIDManError, Plugin, PluginTrap
 
 __all__ = [
     "Claim",
@@ -37,11 +39,86 @@ __all__ = [
     "PortHolder",
     "Preflight",
     "TreeMember",
+    "backend_name",
     "plugin_path",
     "resolve",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _backend_class() -> tuple[str, Callable[[], Any]]:
+    """The real backend of this system, chosen once at import:
+    `$PIDMAN_PY_BACKEND` (`linux` or `psutil`), else /proc on Linux and
+    psutil on macOS, Windows and the rest. Only the chosen one is imported
+    (the Linux one touches Linux-only APIs)."""
+    choice = os.environ.get("PIDMAN_PY_BACKEND") or (
+        "linux" if sys.platform.startswith("linux") else "psutil")
+    if choice == "linux":
+        if sys.platform == "linux":
+            from .linux import LinuxBackend
+
+            return choice, LinuxBackend
+        raise ImportError("PIDMAN_PY_BACKEND=linux: the Linux backend runs on Linux only")
+    if choice == "psutil":
+        from .portable import PsutilBackend
+
+        return choice, PsutilBackend
+    raise ImportError(f"PIDMAN_PY_BACKEND={choice!r}: the backends are 'linux' and 'psutil'")
+
+
+_BACKEND_NAME, _Backend = _backend_class()
+
+
+def backend_name() -> str:
+    """Which real backend this process uses: "linux" or "psutil"."""
+    return _BACKEND_NAME
+
+
+# --- arguments -----------------------------------------------------------
+# wasmtime-py lowers a Python int into a WIT u16/u32/u64 modulo its size
+# (port 70000 would be port 4464), so every number is checked here first.
+
+MAX_U32 = (1 << 32) - 1
+#: The longest timeout, in seconds: what a u32 of milliseconds holds
+#: (about 49.7 days).
+MAX_TIMEOUT_S = MAX_U32 / 1000
+
+
+def _integer(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return int(value)
+
+
+def _pid(value: object, what: str = "pid") -> int:
+    """A PID argument: an int from 0 to 2^32-1 (the plugin refuses 0 and
+    anything past the largest PID itself, with its own reason)."""
+    pid = _integer(value, what)
+    if not 0 <= pid <= MAX_U32:
+        raise ValueError(f"{what} {pid} is out of range (0 to {MAX_U32})")
+    return pid
+
+
+def _port(value: object) -> int:
+    """A TCP port argument: an int from 1 to 65535."""
+    port = _integer(value, "port")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range (1 to 65535)")
+    return port
+
+
+def _timeout_ms(value: object) -> int:
+    """A timeout in seconds (int or float, finite, 0 to MAX_TIMEOUT_S) as
+    whole milliseconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"timeout must be a finite number of seconds, not {value}")
+    if not 0 <= seconds <= MAX_TIMEOUT_S:
+        raise ValueError(f"timeout {value} s is out of range (0 to {MAX_TIMEOUT_S} s)")
+    return int(seconds * 1000)
 
 
 def _warn(message: str, *args: object) -> None:
@@ -88,21 +165,46 @@ class PIDFileHeld(PIDManError):
 class Claim:
     """A claimed PID file: it names `pid` and its lock is held until
     `release()` (or the end of the `with` block), which removes the file if
-    it still names `pid`."""
+    it still names `pid`.
 
-    def __init__(self, pid_file: str, grant: str, lock: Any, pid: int):
+    A claim belongs to the process that took it: in a forked child,
+    `release()` (and leaving the `with` block) does nothing, and the
+    parent's claim stays whole. It does not depend on the plugin instance
+    that took it: one that trapped or was dropped since does not matter."""
+
+    def __init__(self, pid_file: str, grant: str, lock: HostLock, pid: int,
+                 plugin: Plugin):
         self.pid_file = pid_file
         self.pid = pid
         self._grant = grant
-        self._lock = lock
+        self._lock: Optional[HostLock] = lock
+        self._plugin = plugin
+        self._owner = os.getpid()
+        self._mutex = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        """Whether this process still holds the claim."""
+        return (self._lock is not None and self._owner == os.getpid()
+                and self._plugin.holds_lock(self._lock))
 
     def release(self) -> bool:
         """End the claim: remove the file (if it still names the PID) and
-        release the lock. Returns whether the file was removed."""
-        lock, self._lock = self._lock, None
-        if lock is None:
+        release the lock. Returns whether the file was removed. Once only;
+        in a forked child, nothing (the claim is the parent's)."""
+        with self._mutex:
+            lock, self._lock = self._lock, None
+        if lock is None or self._owner != os.getpid():
             return False
-        return bool(PIDManager._plugin_call(self._grant, "release", lock, self.pid_file, self.pid))
+        try:
+            return bool(self._plugin.call(_Backend(), self._grant, "release", lock,
+                                          self.pid_file, self.pid))
+        except PluginTrap:
+            # The plugin could not decide about the file: the lock is let
+            # go all the same (the file, if it still names the PID, is a
+            # dead claimant's once this process exits).
+            self._plugin.drop_lock(lock)
+            raise
 
     def __enter__(self) -> "Claim":
         return self
@@ -227,16 +329,21 @@ class PIDManager:
     the claim a Python server needs to hold its PID file."""
 
     _plugin: Optional[Plugin] = None
+    _plugin_lock = threading.Lock()
 
     @classmethod
     def _plugin_instance(cls) -> Plugin:
-        if cls._plugin is None:
-            cls._plugin = Plugin(plugin_path())
-        return cls._plugin
+        plugin = cls._plugin
+        if plugin is None:
+            with cls._plugin_lock:
+                if cls._plugin is None:
+                    cls._plugin = Plugin(plugin_path())
+                plugin = cls._plugin
+        return plugin
 
     @classmethod
     def _plugin_call(cls, grant: str, export: str, *args: object) -> Any:
-        return cls._plugin_instance().call(LinuxBackend(), grant, export, *args)
+        return cls._plugin_instance().call(_Backend(), grant, export, *args)
 
     @classmethod
     def _call(cls, pid_file: Optional[PathLike], export: str, *args: object) -> Any:
@@ -255,7 +362,7 @@ class PIDManager:
     @classmethod
     def is_bengal_process(cls, pid: int) -> bool:
         """Whether `pid` runs a Bengal serve command (False when unreadable)."""
-        return bool(cls._call(None, "is-bengal-process", pid))
+        return bool(cls._call(None, "is-bengal-process", _pid(pid)))
 
     @classmethod
     def check_stale_pid(cls, pid_file: PathLike) -> Optional[int]:
@@ -272,8 +379,9 @@ class PIDManager:
     def kill_stale_process(cls, pid: int, timeout: float = 5.0) -> bool:
         """SIGTERM to `pid` and its whole tree (the root first), wait up to
         `timeout` seconds, SIGKILL the survivors: True once all are gone."""
+        pid, timeout_ms = _pid(pid), _timeout_ms(timeout)
         try:
-            cls._call(None, "kill-stale-process", pid, int(timeout * 1000))
+            cls._call(None, "kill-stale-process", pid, timeout_ms)
             return True
         except GuestError as e:
             _warn("pidman: PID %s not stopped: %s", pid, e)
@@ -284,7 +392,7 @@ class PIDManager:
         """The tree `kill_stale_process(pid)` would stop now, the root
         first; nothing is signalled. Empty when `pid` does not run;
         GuestError where the kill would be refused."""
-        return [_tree_member(m) for m in cls._call(None, "plan-stop", pid)]
+        return [_tree_member(m) for m in cls._call(None, "plan-stop", _pid(pid))]
 
     @classmethod
     def write_pid_file(cls, pid_file: PathLike) -> None:
@@ -298,6 +406,7 @@ class PIDManager:
     @classmethod
     def get_process_on_port(cls, port: int) -> Optional[int]:
         """The PID listening on TCP `port` (else holding a socket on it)."""
+        port = _port(port)
         owner = cls._call(None, "get-process-on-port", port)
         if owner.tag in ("listener", "holder"):
             return owner.payload  # type: ignore[no-any-return]
@@ -310,6 +419,7 @@ class PIDManager:
     def describe_port(cls, port: int, pid_file: Optional[PathLike] = None) -> PortDescription:
         """Who holds TCP `port`, with the holder's ancestry; with `pid_file`,
         the server its claim names is recognised too (role "claimed")."""
+        port = _port(port)
         if pid_file is None:
             described = cls._call(None, "describe-port", port, None)
         else:
@@ -330,14 +440,15 @@ class PIDManager:
         """Claim `pid_file` for `pid` (default: this process) unless a live
         server holds it (PIDFileHeld). Use the claim as a context manager:
         the lock is held, and the file names the PID, until it ends."""
-        pid = os.getpid() if pid is None else pid
+        pid = os.getpid() if pid is None else _pid(pid)
         grant, path = resolve(pid_file)
-        claim = cls._plugin_call(grant, "acquire", path, pid)
+        plugin = cls._plugin_instance()
+        claim = plugin.call(_Backend(), grant, "acquire", path, pid)
         # wasmtime-py leaves the `claim` variant untagged: a held claim is
-        # its `holder` record, a granted one the lock resource.
+        # its `holder` record, a granted one the lock (as the host's handle).
         if hasattr(claim, "pid"):
             raise PIDFileHeld(path, claim.pid)
-        return Claim(path, grant, claim, pid)
+        return Claim(path, grant, claim, pid, plugin)
 
     @classmethod
     def remove(cls, pid_file: PathLike) -> bool:
@@ -350,7 +461,7 @@ class PIDManager:
         """The dev-server start check: a stale server from `pid_file`, else
         the server above the process holding `port` (the topmost Bengal or
         claimed process of its ancestry); its tree; and who holds `port`."""
-        report = cls._call(pid_file, "preflight", port)
+        report = cls._call(pid_file, "preflight", None if port is None else _port(port))
         server = report.server
         holder = None
         if report.port.tag == "held-by-other":
@@ -382,9 +493,11 @@ class PIDManager:
         `report` names no server."""
         if report.server_record is None:
             raise ValueError(f"the preflight of {report.pid_file} found no server to clear")
+        port = None if port is None else _port(port)
+        timeout_ms = _timeout_ms(timeout)
         grant, path = resolve(report.pid_file)
         cleared = cls._plugin_call(grant, "clear-stale", path, report.server_record, port,
-                                   int(timeout * 1000))
+                                   timeout_ms)
         stopped = cleared.stopped
         return Cleared(
             outcome=stopped.outcome,

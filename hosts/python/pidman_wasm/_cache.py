@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import Optional
@@ -31,7 +32,9 @@ def default_dir() -> Optional[Path]:
 
 
 def _untrusted(st: os.stat_result) -> Optional[str]:
-    if st.st_uid != os.geteuid():
+    # (Windows keeps ACLs, not uids: the user's own profile directory is
+    # where the cache lives there.)
+    if sys.platform != "win32" and st.st_uid != os.geteuid():
         return f"owned by uid {st.st_uid}, not {os.geteuid()}"
     if st.st_mode & 0o022:
         return f"writable by others (mode {stat.S_IMODE(st.st_mode):o})"
@@ -64,7 +67,8 @@ def key(wasm: bytes, runtime_tag: str) -> str:
 def read(path: Path) -> Optional[bytes]:
     """The compiled bytes at `path`, if there, trusted and intact."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:

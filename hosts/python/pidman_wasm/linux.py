@@ -1,17 +1,26 @@
-"""The real capabilities on Linux: /proc, pidfds, flock. Mechanism only;
-the only rules here are the host's own refusals (PID 0/1, itself, its
-parent, other users' processes)."""
+"""The real capabilities on Linux: /proc, pidfds, flock. Mechanism only,
+with the Rust host's reading of /proc (host/src/capabilities/
+process_table/linux.rs): the uid is the real one from `status`, a thread
+id is not a process, a process /proc hides (`hidepid`) is alive and
+unreadable, one that exits while it is read is not found, and an empty
+argument is an argument."""
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import os
 import select
 import signal
+import sys
 import time
+
+# Linux only (mypy checks the rest of this module for Linux alone).
+assert sys.platform == "linux", "pidman_wasm.linux is the Linux backend"
+
+import fcntl  # noqa: E402
 from typing import Any, NamedTuple, Optional
 
-from ._runtime import GuestError
+from ._runtime import MAX_PID, GuestError
 
 _HZ = os.sysconf("SC_CLK_TCK")
 
@@ -52,9 +61,13 @@ def _parse_stat(raw: bytes) -> _Stat:
                  int(fields[3]), int(fields[19]), int(fields[17]))
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _stat(pid: int) -> _Stat:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
+    raw = _read(f"/proc/{pid}/stat")
     try:
         return _parse_stat(raw)
     except (ValueError, IndexError):
@@ -62,11 +75,54 @@ def _stat(pid: int) -> _Stat:
         raise FileNotFoundError(f"/proc/{pid}/stat")
 
 
+class _Status(NamedTuple):
+    """The fields of /proc/<pid>/status pidman reads."""
+
+    #: The process (thread group) the id belongs to: the id itself for a
+    #: process, another for a thread that does not lead its process.
+    tgid: int
+    #: The real user id: the first of `Uid:`'s four (not the owner of
+    #: /proc/<pid>, which is the effective one, or root for a process that
+    #: is not dumpable).
+    uid: int
+    #: Exited: `State` Z or X and one thread left.
+    zombie: bool
+
+
+def _parse_status(text: str) -> _Status:
+    fields = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    threads = int(fields["Threads"])
+    state = fields["State"][:1]
+    return _Status(int(fields["Tgid"]), int(fields["Uid"].split()[0]),
+                   state in ("Z", "X", "x") and threads <= 1)
+
+
+def _status(pid: int) -> _Status:
+    raw = _read(f"/proc/{pid}/status")
+    try:
+        return _parse_status(raw.decode("utf-8", "replace"))
+    except (ValueError, KeyError, IndexError):
+        raise FileNotFoundError(f"/proc/{pid}/status")
+
+
+def parse_cmdline(raw: bytes) -> list[str]:
+    """A command line as the kernel keeps it: arguments each ended by a
+    NUL. Empty arguments are arguments (`bengal "" serve` is not `bengal
+    serve`); a rewritten one may lack the final NUL."""
+    if not raw:
+        return []
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0")]
+
+
 def _cmdline(proc_dir: str) -> list[str]:
     """The command line in `proc_dir`; empty where it is hidden."""
     try:
-        with open(f"{proc_dir}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        return parse_cmdline(_read(f"{proc_dir}/cmdline"))
     except PermissionError:
         return []
 
@@ -78,12 +134,43 @@ def _state(st: _Stat) -> str:
     return "zombie" if st.state in ("Z", "X") and st.threads <= 1 else "running"
 
 
+def probe(pid: int) -> str:
+    """Whether `pid` exists, asked of the kernel without reading about it:
+    `kill(pid, 0)`, for which EPERM means alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "gone"
+    except PermissionError:
+        return "running"
+    return "running"
+
+
+def _thread_of(tid: int, tgid: int) -> GuestError:
+    return GuestError("invalid", f"{tid} is a thread of process {tgid}, not a process")
+
+
+def _unreadable(pid: int, e: OSError) -> GuestError:
+    """/proc could not tell about `pid`: a missing entry may be a process
+    that ended meanwhile (not found), or a live one /proc hides from this
+    user (`hidepid`: alive, unreadable), which `kill(pid, 0)` tells."""
+    if isinstance(e, (FileNotFoundError, ProcessLookupError, PermissionError)):
+        if probe(pid) == "gone":
+            return GuestError("not-found")
+        return GuestError("permission-denied", f"PID {pid} runs, but /proc hides it from this user")
+    return _os_error(f"PID {pid}", e)
+
+
 # The WIT `signal` enum, case by case: an unknown case is a KeyError (a
 # trap), never some other signal.
 SIGNALS = {"term": signal.SIGTERM, "kill": signal.SIGKILL, "cont": signal.SIGCONT}
 
 
 class LinuxBackend:
+    """The process table, signals, ports, file owners and locks on Linux.
+    The host's own rules (the grant, the signal floor) are applied by the
+    runtime before a request gets here."""
+
     def __init__(self) -> None:
         self._boot = _boot_ms()
 
@@ -97,22 +184,32 @@ class LinuxBackend:
         return os.geteuid()
 
     def state(self, pid: int) -> str:
-        try:
-            st = _stat(pid)
-        except FileNotFoundError:
+        """Running, zombie or gone, from /proc/<pid>/status (which also
+        tells a thread id from a PID); a missing or hidden entry is asked
+        of the kernel."""
+        if not 0 < pid <= MAX_PID:
             return "gone"
-        except OSError as e:
-            raise _os_error(f"PID {pid}", e)
-        return _state(st)
+        try:
+            st = _status(pid)
+        except OSError:
+            return probe(pid)
+        if st.tgid != pid:
+            raise _thread_of(pid, st.tgid)
+        return "zombie" if st.zombie else "running"
 
     def inspect(self, pid: int) -> dict[str, Any]:
+        if not 0 < pid <= MAX_PID:
+            raise GuestError("not-found")
         try:
             st = _stat(pid)
-            uid = os.stat(f"/proc/{pid}").st_uid
+            status = _status(pid)
+            argv = _cmdline(f"/proc/{pid}")
         except OSError as e:
-            raise _os_error(f"PID {pid}", e)
-        argv = _cmdline(f"/proc/{pid}")
-        if not argv and _state(st) == "running":
+            raise _unreadable(pid, e)
+        if status.tgid != pid:
+            raise _thread_of(pid, status.tgid)
+        zombie = _state(st) == "zombie" or status.zombie
+        if not argv and not zombie:
             # A process whose main thread has ended shows an empty command
             # line there; its other threads share the same memory.
             try:
@@ -129,8 +226,8 @@ class LinuxBackend:
         return {
             "pid": pid, "name": st.name, "argv": argv,
             "start_time_ms": self._boot + st.ticks * 1000 // _HZ, "start_token": st.ticks,
-            "uid": uid, "state": _state(st), "parent": st.parent, "group": st.group,
-            "session": st.session,
+            "uid": status.uid, "state": "zombie" if zombie else "running", "parent": st.parent,
+            "group": st.group, "session": st.session,
         }
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -153,21 +250,22 @@ class LinuxBackend:
                             "start_token": st.ticks, "state": _state(st)})
         return entries
 
-    def _refusal(self, pid: int) -> Optional[str]:
-        if pid in (0, 1):
-            return f"PID {pid} is never signalled"
-        if pid in (os.getpid(), os.getppid()):
-            return f"PID {pid} is the host or its parent"
-        if os.geteuid() != 0:
-            try:
-                if os.stat(f"/proc/{pid}").st_uid != os.geteuid():
-                    return f"PID {pid} belongs to another user"
-            except OSError:
-                pass
-        return None
-
     def _pidfd(self, pid: int, token: int) -> int:
-        fd = os.pidfd_open(pid)
+        """A pidfd for `pid`, checked to be the process with `token`."""
+        try:
+            tgid = _status(pid).tgid
+        except OSError:
+            tgid = pid  # gone (pidfd_open says so), or hidden
+        if tgid != pid:
+            raise _thread_of(pid, tgid)
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise GuestError("not-found")
+        except OSError as e:
+            if e.errno == errno.EINVAL:  # pidfd_open refuses a thread id
+                raise GuestError("invalid", f"{pid} is a thread id, not a process")
+            raise _os_error(f"PID {pid}", e)
         try:
             ticks = _stat(pid).ticks
         except OSError:
@@ -179,13 +277,7 @@ class LinuxBackend:
         return fd
 
     def send(self, pid: int, token: int, sig: str) -> None:
-        why = self._refusal(pid)
-        if why:
-            raise GuestError("denied", why)
-        try:
-            fd = self._pidfd(pid, token)
-        except ProcessLookupError:
-            raise GuestError("not-found")
+        fd = self._pidfd(pid, token)
         try:
             signal.pidfd_send_signal(fd, SIGNALS[sig])
         except OSError as e:
@@ -196,9 +288,16 @@ class LinuxBackend:
     def wait_exit(self, pid: int, token: int, timeout_ms: int) -> bool:
         try:
             fd = self._pidfd(pid, token)
-        except (ProcessLookupError, GuestError):
-            return True
+        except GuestError as e:
+            if e.kind == "invalid":
+                raise
+            return True  # gone, or another process has its PID now
         try:
+            try:
+                if _state(_stat(pid)) == "zombie":
+                    return True
+            except OSError:
+                return True
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             return bool(poller.poll(timeout_ms))
@@ -297,4 +396,14 @@ class LinuxBackend:
                 time.sleep(0.001)
 
     def release(self, held: int) -> None:
+        """Release the lock explicitly (a descriptor copy a forked child
+        still has cannot keep it), then close it."""
+        try:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        finally:
+            os.close(held)
+
+    def forget(self, held: int) -> None:
+        """A forked child's copy of a lock its parent holds: closed, never
+        unlocked (the lock is the parent's)."""
         os.close(held)

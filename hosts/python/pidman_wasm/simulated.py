@@ -31,6 +31,8 @@ class SimBackend:
         self.locks_held_elsewhere: set[str] = set()
         self.locks: set[str] = set()
         self.file_owners: dict[str, int] = {}
+        #: An error every `try_lock` answers (a WIT error case), if any.
+        self.lock_error: Optional[str] = None
 
     @staticmethod
     def process(argv: list[str], start_ms: int, uid: int, zombie: bool = False,
@@ -169,7 +171,8 @@ class SimBackend:
 
     def socket_owner(self, handle: int) -> Optional[int]:
         if 1 <= handle <= len(self.sockets_):
-            return self.sockets_[handle - 1]["pid"]
+            pid: Optional[int] = self.sockets_[handle - 1]["pid"]
+            return pid
         return None
 
     def file_owner(self, path: str) -> dict[str, Any]:
@@ -181,7 +184,7 @@ class SimBackend:
                 "symlink": S.S_ISLNK(st.st_mode)}
 
     def try_lock(self, path: str, wait_ms: int) -> Optional[str]:
-        if getattr(self, "lock_error", None):
+        if self.lock_error:
             raise GuestError(self.lock_error, "simulated")
         if path in self.locks_held_elsewhere or path in self.locks:
             return None

@@ -39,9 +39,20 @@ def test_the_host_carries_on(broken, tmp_path):
 
 
 def test_files_outside_the_grant_are_denied(tmp_path):
-    plugin = Plugin(plugin_path())
-    plugin.grant_dir = str(tmp_path)
-    for outside in ["/etc/passwd", f"{tmp_path}/../x", f"{tmp_path}", "relative"]:
+    from pidman_wasm._runtime import granted
+
+    grant = str(tmp_path)
+    for outside in ["/etc/passwd", f"{tmp_path}/../x", f"{tmp_path}", "relative",
+                    f"{tmp_path}-other/x", f"{tmp_path}x", f"{tmp_path}/./x", ""]:
         with pytest.raises(Exception, match="outside the directory granted"):
-            plugin._granted(outside)
-    assert plugin._granted(f"{tmp_path}/.bengal.pid") == f"{tmp_path}/.bengal.pid"
+            granted(grant, outside)
+    assert granted(grant, f"{tmp_path}/.bengal.pid") == f"{tmp_path}/.bengal.pid"
+    assert granted(grant, f"{tmp_path}/run/x.pid") == f"{tmp_path}/run/x.pid"
+    # Its own owner may be looked at; nothing above it, still.
+    assert granted(grant, grant, itself=True) == grant
+    for outside in [os.path.dirname(grant), f"{tmp_path}-other", f"{tmp_path}/.."]:
+        with pytest.raises(Exception, match="outside the directory granted"):
+            granted(grant, outside, itself=True)
+    # The root directory granted: everything below it is inside (a prefix
+    # check of "/" + "/" admitted nothing).
+    assert granted("/", "/x.pid") == "/x.pid"

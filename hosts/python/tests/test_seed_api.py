@@ -14,6 +14,9 @@ from pidman_wasm import PIDManager
 
 FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "bengal"
 
+# Every test here runs on each real backend (conftest.py).
+pytestmark = pytest.mark.usefixtures("real_backend")
+
 
 @pytest.fixture
 def server():

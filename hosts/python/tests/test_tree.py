@@ -12,7 +12,17 @@ import time
 import pytest
 
 from pidman_wasm import PIDManager
-from pidman_wasm.linux import LinuxBackend
+
+# Every test here runs on each real backend (conftest.py), through the
+# fixture `real_backend`; LinuxBackend below is the backend under test.
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux processes")
+
+
+@pytest.fixture(autouse=True)
+def _backend(real_backend):
+    global LinuxBackend
+    LinuxBackend = real_backend
+    yield
 
 
 def free_port():
@@ -118,7 +128,7 @@ def test_a_detached_child_leads_its_own_session():
         child.wait()
 
 
-def test_a_name_that_is_not_utf8_is_read_lossily():
+def test_a_name_that_is_not_utf8_is_read_lossily(real_backend):
     from pidman_wasm.linux import _parse_stat
 
     line = b"77 (bad\xff) nm) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0\n"
@@ -142,7 +152,10 @@ ctypes.CDLL(None).pthread_exit(None)
 """
 
 
-def test_a_server_whose_main_thread_ended_is_alive_until_its_last_thread_ends(tmp_path):
+def test_a_server_whose_main_thread_ended_is_alive_until_its_last_thread_ends(tmp_path, real_backend):
+    if real_backend.__name__ != "LinuxBackend":
+        pytest.skip("psutil reads the command line through the main thread only: a /proc"
+                    " detail of the Linux backend")
     script = tmp_path / "bengal"
     script.write_text(MAIN_EXITS)
     port = free_port()
