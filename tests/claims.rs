@@ -291,6 +291,15 @@ fn a_sigkilled_run_leaves_its_server_named_in_the_file() {
     let server = format!("exec {} serve", fixture("bengal").display());
     let mut pidman = pidman_run(&env, &server);
     let child = wait_for_claim(&env, pidman.pid());
+    // The claim names the shell before it has exec'd the server: wait for
+    // the server's own command line (a check in between judges `sh`).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read(format!("/proc/{child}/cmdline"))
+        .is_ok_and(|argv| argv.windows(5).any(|w| w == b"serve"))
+    {
+        assert!(Instant::now() < deadline, "the server never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     pidman.child.kill().unwrap();
     pidman.child.wait().unwrap();
     assert_eq!(

@@ -237,3 +237,36 @@ fn the_hosts_signal_floor_holds_whatever_the_plugin_asks() {
     assert!(reason.starts_with("1: denied"), "{reason}");
     // And this test, pidman's parent, is still here to say so.
 }
+
+/// A directory inside the grant that is a symlink to one outside it: the
+/// files capability resolves every path beneath the granted directory,
+/// following no symlink on the way, so a plugin can neither look at nor
+/// create a file through it.
+#[test]
+fn a_symlinked_directory_inside_the_grant_leads_nowhere() {
+    let env = TestEnv::new();
+    let outside = env.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "x").unwrap();
+    let root = env.root().join("symlink-escape");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("escape-link")).unwrap();
+    let run = env.run(&[
+        "--plugin",
+        broken_plugin(),
+        "--root",
+        root.to_str().unwrap(),
+        "check",
+    ]);
+    run.expect(2);
+    assert!(
+        run.stderr.contains("owner: Err(") && run.stderr.contains("lock: Err("),
+        "both refused: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("symlink"), "says why: {}", run.stderr);
+    assert!(
+        !outside.join("planted.lock").exists(),
+        "nothing created outside the grant"
+    );
+}

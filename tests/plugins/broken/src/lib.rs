@@ -3,7 +3,8 @@
 //! crash, a reach outside its directory, and four ways to block (a wait for
 //! exit, a lock, a WASI sleep, each asked for forever; a FIFO opened for
 //! reading). A project root whose name ends in `grant-escape` gets a PID
-//! file named outside it.
+//! file named outside it; in one whose name ends in `symlink-escape`,
+//! `check-stale-pid` reaches through a symlinked directory inside the grant.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -46,8 +47,19 @@ impl Guest for Broken {
         }
     }
 
-    /// Never returns: fuel must stop it.
+    /// Never returns: fuel must stop it. In a root named
+    /// `...symlink-escape`, asks instead for the owner of
+    /// `<root>/escape-link/secret` and a lock at
+    /// `<root>/escape-link/planted.lock`, where `escape-link` is a symlink to
+    /// a directory outside the grant; reports the host's answers.
     fn check_stale_pid(pid_file: String) -> Result<Option<Pid>, Error> {
+        let dir = pid_file.rsplit_once('/').map_or(".", |(dir, _)| dir);
+        if dir.ends_with("symlink-escape") {
+            let owner = files::owner(&format!("{dir}/escape-link/secret"));
+            let lock = files::try_lock(&format!("{dir}/escape-link/planted.lock"), 0)
+                .map(|lock| lock.is_some());
+            return Err(Error::Io(format!("owner: {owner:?}; lock: {lock:?}")));
+        }
         let mut n = pid_file.len() as u64;
         // `black_box(true)`: the compiler cannot prove the loop ends, and it
         // never does.
