@@ -1,10 +1,23 @@
 // pidman-wasm: the public API.
 
+/** The cases of the plugin's WIT `error` variant. */
+export type GuestErrorKind =
+  | 'not-found'
+  | 'permission-denied'
+  | 'denied'
+  | 'invalid'
+  | 'changed'
+  | 'survived'
+  | 'untrusted'
+  | 'unsupported'
+  | 'io';
+
 /** An error the plugin answered with: a case of its WIT `error` variant. */
 export class GuestError extends Error {
-  /** `not-found`, `permission-denied`, `denied`, `invalid`, `changed`,
-   *  `survived`, `untrusted`, `unsupported` or `io`. */
-  readonly kind: string;
+  constructor(kind: GuestErrorKind, message?: string);
+  readonly kind: GuestErrorKind;
+  /** The case as jco passes it to the plugin (a backend's answer). */
+  readonly payload: { tag: GuestErrorKind; val?: string };
 }
 
 /** The plugin trapped, or ran past its memory or time budget. */
@@ -114,13 +127,17 @@ export interface ClearReport {
   port: PortStatus;
 }
 
-/** A claimed PID file. */
+/** A claimed PID file: its lock is held until `release()` (or the end of
+ *  an `await using` block). Made by `PIDManager.acquire` only. */
 export class Claim {
+  private constructor();
   readonly claimed: true;
   readonly pidFile: string;
   readonly pid: number;
   /** End the claim; whether the file was removed. */
   release(): Promise<boolean>;
+  /** `await using claim = ...`: `release()` at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** A PID file that a live server holds. */
@@ -154,3 +171,38 @@ export class PIDManager {
 
 /** [directory the plugin may use, the PID file's path as it sees it]. */
 export function grantFor(pidFile: string): [string, string];
+
+/** The capabilities a backend gives the plugin (the WIT imports, in jco's
+ *  shapes): `linux.js`'s LinuxBackend on the real OS, or a simulated one.
+ *  Methods throw a GuestError for a WIT error. */
+export interface Backend {
+  ownPid(): number;
+  parentPid(): number;
+  ownUid(): number;
+  state(pid: number): 'running' | 'zombie' | 'gone';
+  inspect(pid: number): object;
+  snapshot(): object[];
+  send(pid: number, startToken: bigint, signal: 'term' | 'kill' | 'cont'): void;
+  waitExit(pid: number, startToken: bigint, timeoutMs: number): boolean;
+  clockMs(): bigint;
+  sockets(port: number, listening: boolean): object[];
+  socketOwner(handle: bigint): number | undefined;
+  fileOwner(path: string): { uid: number; mode: number; symlink: boolean };
+  tryLock(path: string, waitMs: number): unknown;
+  release(held: unknown): void;
+}
+
+/** The plugin component itself, run on this thread with a backend of the
+ *  caller's (PIDManager runs it in a worker, on the real OS): for tests and
+ *  other backends. Calls take and give the WIT's values as jco lifts them. */
+export class Plugin {
+  /** The plugin jco transpiled into `gen` (by default this package's). */
+  static load(options?: { gen?: string }): Promise<Plugin>;
+  /** Each call's wall-clock budget in ms (plus the call's own timeout). */
+  budgetMs: number;
+  /** What the plugin logged during the last call. */
+  log: string[];
+  /** Call the manager export `exportName` (camelCase) on `backend`, in the
+   *  instance for `grantDir`, the one directory it may use. */
+  call(backend: Backend, grantDir: string, exportName: string, ...args: unknown[]): Promise<unknown>;
+}

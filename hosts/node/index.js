@@ -1,12 +1,19 @@
 // pidman for Node: Bengal's PID-manager operations in camelCase, and the
 // claim a dev server holds for its life, decided by the pidman plugin
 // component on the real OS (see linux.js for what Node does there).
+//
+// The plugin runs in a worker thread (worker.js): its imports wait
+// synchronously (for a process to exit, for a lock), and there they block
+// the worker, never this thread's event loop. Each call is a message; the
+// worker is unref'd while no call is under way, so it never keeps the
+// process alive (a held claim does not either: its lock ends with the
+// process).
 
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 import { GuestError, Plugin, PluginTrap } from './pidman.js';
-import { LinuxBackend } from './linux.js';
 
 export { GuestError, Plugin, PluginTrap };
 
@@ -25,8 +32,67 @@ export function grantFor(pidFile) {
 
 const seconds = (s) => BigInt(Math.round(s * 1000));
 
-/** A claimed PID file: the lock is held (naming the PID) until `release()`,
- *  which removes the file if it still names the PID. */
+// The worker, started on the first call (and again after it died), and
+// the calls it has not answered yet.
+let worker = null;
+const pending = new Map();
+let lastCall = 0;
+
+/** The error the worker described, as the class the caller catches. */
+function revived(error) {
+  if (error.type === 'guest') return new GuestError(error.kind, error.detail);
+  if (error.type === 'trap') {
+    const cause = error.cause && Object.assign(new Error(error.cause.message), { name: error.cause.name });
+    return new PluginTrap(error.message, cause ? { cause } : undefined);
+  }
+  return Object.assign(new Error(error.message), { name: error.name, stack: error.stack });
+}
+
+/** The worker is gone (it failed, or exited): every unanswered call fails,
+ *  and the next call starts a new one. Claims it held have lost their lock
+ *  objects (their descriptors, and so their locks, last until this process
+ *  exits). */
+function lost(why) {
+  worker = null;
+  for (const { reject } of pending.values()) reject(new PluginTrap(`the plugin's worker ended: ${why}`));
+  pending.clear();
+}
+
+function started() {
+  if (worker) return worker;
+  // None of this process's Node flags: the worker runs pidman's own code
+  // only, and some (`--input-type`, for `node -e`) would stop it.
+  const w = new Worker(new URL('./worker.js', import.meta.url), { execArgv: [] });
+  w.on('message', ({ id, value, error }) => {
+    const call = pending.get(id);
+    pending.delete(id);
+    if (pending.size === 0) w.unref();
+    if (error) call?.reject(revived(error));
+    else call?.resolve(value);
+  });
+  w.on('error', (e) => { if (worker === w) lost(e.message); });
+  w.on('exit', (code) => { if (worker === w) lost(`exit code ${code}`); });
+  w.unref();
+  worker = w;
+  return w;
+}
+
+/** Call `exportName` in the worker's instance for `grant`. */
+function call(grant, exportName, args) {
+  const w = started();
+  lastCall += 1;
+  const id = lastCall;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    w.ref();
+    w.postMessage({ id, grant, exportName, args });
+  });
+}
+
+/** A claimed PID file: the lock is held (naming the PID) until `release()`
+ *  (or `await using`'s dispose), which removes the file if it still names
+ *  the PID. The lock itself stays in the worker; the Claim holds its
+ *  number. */
 export class Claim {
   #grant;
   #lock;
@@ -46,20 +112,17 @@ export class Claim {
     if (lock === undefined) return false;
     return PIDManager.call(this.#grant, 'release', lock, this.pidFile, this.pid);
   }
+
+  /** `await using claim = ...`: released at the end of the block. */
+  async [Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')]() {
+    await this.release();
+  }
 }
 
 export class PIDManager {
-  static #plugin;
-
-  /** The shared plugin (loaded on first use). */
-  static async plugin() {
-    PIDManager.#plugin ??= await Plugin.load();
-    return PIDManager.#plugin;
-  }
-
-  /** Call an export in the instance for `grant`. */
+  /** Call an export in the worker's instance for `grant`, on the real OS. */
   static async call(grant, exportName, ...args) {
-    return (await PIDManager.plugin()).call(new LinuxBackend(), grant, exportName, ...args);
+    return call(grant, exportName, args);
   }
 
   static async #call(pidFile, exportName, ...args) {

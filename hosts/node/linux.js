@@ -3,8 +3,17 @@
 // check (the Rust host's fallback path), and waiting polls /proc. Locks are
 // real flock(2) locks on `<pid-file>.lock`, through the fs-ext addon, so a
 // Node claim and a Rust or Python one exclude each other.
+//
+// The rows of the guarantee table this backend keeps as the Rust host's
+// (host/src/capabilities/process_table/linux.rs) does: a thread id is not a
+// process (`Tgid` in /proc/<id>/status differs) and is never signalled; a
+// process /proc hides (`hidepid`) is alive and unreadable, not gone; a
+// process that exits while it is read is `not-found`; the uid is the real
+// one (`Uid:`'s first field), not the owner of /proc/<pid>; empty arguments
+// are arguments. The waits here (Atomics.wait) block their thread: PIDManager
+// runs this backend in a worker (worker.js), never on the caller's.
 
-import { closeSync, fstatSync, lstatSync, openSync, constants, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, constants, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 import fsExt from 'fs-ext';
 
@@ -32,16 +41,42 @@ export function parseStat(text) {
   };
 }
 
-function stat(pid) {
-  return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+/** The fields of /proc/<pid>/status pidman reads: `Tgid` (the process the
+ *  id belongs to: another for a thread that does not lead its process),
+ *  the real uid (`Uid:`, the first of four) and whether it has exited
+ *  (`State` and `Threads`, as `stateOf`). Null when one is missing. */
+export function parseStatus(text) {
+  const field = (name) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}:`));
+    return line === undefined ? undefined : line.slice(name.length + 1).trim();
+  };
+  const [tgid, uid, threads, state] = [field('Tgid'), field('Uid')?.split(/\s+/)[0], field('Threads'), field('State')];
+  if (![tgid, uid, threads].every((v) => v !== undefined && /^\d+$/.test(v)) || !state) return null;
+  return { tgid: Number(tgid), uid: Number(uid), zombie: stateOf({ state: state[0], threads: Number(threads) }) === 'zombie' };
 }
 
-/** The command line in `procDir`; empty where it cannot be read. */
-function cmdline(procDir) {
-  try {
-    return readFileSync(`${procDir}/cmdline`, 'utf8').split('\0').filter((a) => a.length);
-  } catch { return []; /* hidden */ }
+/** A command line as the kernel keeps it: each argument ended by a NUL (a
+ *  rewritten one may lack the last). Empty arguments are arguments:
+ *  `bengal "" serve` is not `bengal serve`. */
+export function parseCmdline(text) {
+  if (text === '') return [];
+  return (text.endsWith('\0') ? text.slice(0, -1) : text).split('\0');
 }
+
+/** Whether `pid` runs, by kill(pid, 0) alone: EPERM is another user's live
+ *  process. For when /proc cannot tell (hidden, or gone). */
+function probe(pid) {
+  try {
+    process.kill(pid, 0);
+    return 'running';
+  } catch (e) {
+    if (e.code === 'EPERM') return 'running';
+    if (e.code === 'ESRCH') return 'gone';
+    throw osError(`PID ${pid}`, e);
+  }
+}
+
+const threadOf = (tid, tgid) => new GuestError('invalid', `${tid} is a thread of process ${tgid}, not a process`);
 
 /** Exited: `Z` or `X`, the main thread's state, and no thread left. A
  *  process whose main thread has ended while others run (every threaded
@@ -54,6 +89,8 @@ function bootMs() {
 }
 
 function osError(what, e) {
+  if (e instanceof GuestError) return e;
+  // A process that exits while its /proc files are read answers ESRCH.
   if (e.code === 'ENOENT' || e.code === 'ESRCH') return new GuestError('not-found');
   if (e.code === 'EACCES' || e.code === 'EPERM') return new GuestError('permission-denied', `${what}: ${e.code}`);
   return new GuestError('io', `${what}: ${e.message}`);
@@ -64,44 +101,87 @@ function osError(what, e) {
 const SIGNALS = { term: 'SIGTERM', kill: 'SIGKILL', cont: 'SIGCONT' };
 
 export class LinuxBackend {
-  constructor() { this.boot = bootMs(); }
+  /** `proc`: where /proc is (a test gives a made-up one: a process it
+   *  lacks is hidden, or has just exited). */
+  constructor({ proc = '/proc' } = {}) {
+    this.proc = proc;
+    this.boot = bootMs();
+  }
+
+  #read(pid, file) { return readFileSync(`${this.proc}/${pid}/${file}`, 'utf8'); }
+
+  #stat(pid) { return parseStat(this.#read(pid, 'stat')); }
+
+  #status(pid) {
+    const parsed = parseStatus(this.#read(pid, 'status'));
+    if (!parsed) throw Object.assign(new Error(`/proc/${pid}/status: unparsable`), { code: 'EINVAL' });
+    return parsed;
+  }
+
+  /** The command line in `dir`: `ENOENT`/`ESRCH` (gone) are thrown,
+   *  anything else (unreadable) is an empty one. */
+  #cmdline(dir) {
+    try {
+      return parseCmdline(readFileSync(`${dir}/cmdline`, 'utf8'));
+    } catch (e) {
+      if (e.code === 'ENOENT' || e.code === 'ESRCH') throw e;
+      return [];
+    }
+  }
+
+  /** The error for `pid` /proc could not read: a missing entry may be a
+   *  live process that /proc hides from this user (`hidepid`), so
+   *  kill(pid, 0) decides between gone and hidden. */
+  #unreadable(pid, e) {
+    const error = osError(`PID ${pid}`, e);
+    if (error.kind !== 'not-found') return error;
+    return probe(pid) === 'gone'
+      ? error
+      : new GuestError('permission-denied', `PID ${pid} runs, but /proc hides it from this user`);
+  }
 
   ownPid() { return process.pid; }
   parentPid() { return process.ppid; }
   ownUid() { return process.geteuid(); }
 
+  /** From /proc/<pid>/status, which also tells a thread id from a PID; a
+   *  missing (or hidden) entry is decided by kill(pid, 0). */
   state(pid) {
+    let s;
     try {
-      return stateOf(stat(pid));
-    } catch (e) {
-      if (e.code === 'ENOENT') return 'gone';
-      throw osError(`PID ${pid}`, e);
+      s = this.#status(pid);
+    } catch {
+      return probe(pid);
     }
+    if (s.tgid !== pid) throw threadOf(pid, s.tgid);
+    return s.zombie ? 'zombie' : 'running';
   }
 
   inspect(pid) {
-    let s, uid;
+    let s, status, argv;
     try {
-      s = stat(pid);
-      uid = statSync(`/proc/${pid}`).uid;
+      s = this.#stat(pid);
+      status = this.#status(pid);
+      argv = this.#cmdline(`${this.proc}/${pid}`);
     } catch (e) {
-      throw osError(`PID ${pid}`, e);
+      throw this.#unreadable(pid, e);
     }
-    let argv = cmdline(`/proc/${pid}`);
-    if (!argv.length && stateOf(s) === 'running') {
+    if (status.tgid !== pid) throw threadOf(pid, status.tgid);
+    const zombie = stateOf(s) === 'zombie' || status.zombie;
+    if (!argv.length && !zombie) {
       // A process whose main thread has ended shows an empty command line
       // there; its other threads share the same memory.
       let tids = [];
-      try { tids = readdirSync(`/proc/${pid}/task`).filter((t) => t !== String(pid)); } catch { /* gone */ }
+      try { tids = readdirSync(`${this.proc}/${pid}/task`).filter((t) => t !== String(pid)); } catch { /* gone */ }
       for (const tid of tids) {
-        argv = cmdline(`/proc/${pid}/task/${tid}`);
+        try { argv = this.#cmdline(`${this.proc}/${pid}/task/${tid}`); } catch { /* ended */ }
         if (argv.length) break;
       }
     }
     return {
       pid, name: s.name, argv, startTimeMs: this.boot + (s.ticks * 1000n) / BigInt(HZ),
-      startToken: s.ticks, uid, state: stateOf(s), parent: s.parent, group: s.group,
-      session: s.session,
+      startToken: s.ticks, uid: status.uid, state: zombie ? 'zombie' : 'running', parent: s.parent,
+      group: s.group, session: s.session,
     };
   }
 
@@ -109,12 +189,12 @@ export class LinuxBackend {
    *  only), one stat read each; a process gone mid-read is left out. */
   snapshot() {
     let names;
-    try { names = readdirSync('/proc'); } catch (e) { throw osError('/proc', e); }
+    try { names = readdirSync(this.proc); } catch (e) { throw osError('/proc', e); }
     const entries = [];
     for (const name of names) {
       if (!/^\d+$/.test(name)) continue;
       let s;
-      try { s = stat(name); } catch { continue; }
+      try { s = this.#stat(name); } catch { continue; }
       entries.push({ pid: Number(name), parent: s.parent, group: s.group, startToken: s.ticks, state: stateOf(s) });
     }
     return entries;
@@ -124,17 +204,31 @@ export class LinuxBackend {
     if (pid === 0 || pid === 1) return `PID ${pid} is never signalled`;
     if (pid === process.pid || pid === process.ppid) return `PID ${pid} is the host or its parent`;
     if (process.geteuid() !== 0) {
-      try { if (statSync(`/proc/${pid}`).uid !== process.geteuid()) return `PID ${pid} belongs to another user`; } catch { /* gone */ }
+      // Its real uid, as kill(2) and the Rust host's floor judge it.
+      try { if (this.#status(pid).uid !== process.geteuid()) return `PID ${pid} belongs to another user`; } catch { /* gone */ }
     }
     return null;
+  }
+
+  /** Whether `pid` still leads the process `token` pinned: not-found,
+   *  changed, or invalid (a thread id) otherwise. */
+  #identified(pid, token) {
+    let s, status;
+    try {
+      status = this.#status(pid);
+      s = this.#stat(pid);
+    } catch { throw new GuestError('not-found'); }
+    if (status.tgid !== pid) throw threadOf(pid, status.tgid);
+    if (s.ticks !== BigInt(token)) throw new GuestError('changed');
+    return s;
   }
 
   send(pid, token, sig) {
     const why = this.refusal(pid);
     if (why) throw new GuestError('denied', why);
-    let s;
-    try { s = stat(pid); } catch { throw new GuestError('not-found'); }
-    if (s.ticks !== BigInt(token)) throw new GuestError('changed');
+    // kill(2) on a thread id signals its whole process: a thread id never
+    // gets this far.
+    this.#identified(pid, token);
     try {
       const name = SIGNALS[sig];
       if (!name) throw new Error(`unknown signal case ${sig}`);
@@ -149,8 +243,13 @@ export class LinuxBackend {
     let pause = 1;
     for (;;) {
       let s;
-      try { s = stat(pid); } catch { return true; }
-      if (s.ticks !== BigInt(token) || stateOf(s) === 'zombie') return true;
+      try {
+        s = this.#identified(pid, token);
+      } catch (e) {
+        if (e.kind === 'invalid') throw e;
+        return true;
+      }
+      if (stateOf(s) === 'zombie') return true;
       const left = deadline - performance.now();
       if (left <= 0) return false;
       sleep(Math.min(pause, left));
@@ -163,7 +262,7 @@ export class LinuxBackend {
 
   sockets(port, listening) {
     const found = [];
-    for (const [path, ipv6] of [['/proc/net/tcp', false], ['/proc/net/tcp6', true]]) {
+    for (const [path, ipv6] of [[`${this.proc}/net/tcp`, false], [`${this.proc}/net/tcp6`, true]]) {
       let lines;
       try { lines = readFileSync(path, 'utf8').split('\n').slice(1); } catch { continue; }
       for (const line of lines) {
@@ -195,18 +294,20 @@ export class LinuxBackend {
     // Processes with no descriptors: kernel threads, and those whose main
     // thread has ended while other threads run on with the table.
     const empty = [];
-    for (const entry of readdirSync('/proc')) {
+    let entries;
+    try { entries = readdirSync(this.proc); } catch (e) { throw osError('/proc', e); }
+    for (const entry of entries) {
       if (!/^\d+$/.test(entry)) continue;
       try {
-        const held = holds(`/proc/${entry}/fd`);
+        const held = holds(`${this.proc}/${entry}/fd`);
         if (held) return Number(entry);
         if (held === null) empty.push(entry);
       } catch { /* not ours to read */ }
     }
     for (const entry of empty) {
       try {
-        for (const tid of readdirSync(`/proc/${entry}/task`)) {
-          if (tid !== entry && holds(`/proc/${entry}/task/${tid}/fd`)) return Number(entry);
+        for (const tid of readdirSync(`${this.proc}/${entry}/task`)) {
+          if (tid !== entry && holds(`${this.proc}/${entry}/task/${tid}/fd`)) return Number(entry);
         }
       } catch { /* gone */ }
     }

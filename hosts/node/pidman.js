@@ -45,13 +45,26 @@ export class GuestError extends Error {
  *  and its instance is dropped (the next call makes a new one). */
 export class PluginTrap extends Error {}
 
-/** `path` when it names an entry below `grantDir` (absolute, no `.` or `..`
- *  steps); else the WIT `denied` error: the host's grant, whatever the
- *  plugin asks. */
-function granted(grantDir, path) {
-  const parts = path.split('/');
-  const plain = path.startsWith('/') && !parts.slice(1).some((p) => p === '' || p === '.' || p === '..');
-  if (plain && path.startsWith(`${grantDir}/`)) return path;
+/** The steps of an absolute path with no empty, `.` or `..` step (`/` has
+ *  none); null for any other path. */
+function steps(path) {
+  if (typeof path !== 'string' || !path.startsWith('/')) return null;
+  if (path === '/') return [];
+  const parts = path.slice(1).split('/');
+  return parts.some((p) => p === '' || p === '.' || p === '..') ? null : parts;
+}
+
+/** `path` when it names an entry below `grantDir` (or, with `orSelf`, the
+ *  directory itself: whose project it is, for a look at its owner); else
+ *  the WIT `denied` error: the host's grant, whatever the plugin asks.
+ *  Paths compare step by step, as the Rust host's `Grant` does: `/proj-x`
+ *  is not below `/proj`, and everything is below `/`. */
+export function granted(grantDir, path, { orSelf = false } = {}) {
+  const dir = steps(grantDir);
+  const p = steps(path);
+  const below = dir !== null && p !== null && p.length >= dir.length + (orSelf ? 0 : 1)
+    && dir.every((step, i) => p[i] === step);
+  if (below) return path;
   throw new GuestError('denied', `${path} is outside the directory granted to the plugin (${grantDir})`);
 }
 
@@ -76,13 +89,24 @@ function scoped(descriptor) {
   return descriptor;
 }
 
+/** A held lock (the WIT `lock` resource): one class for every instance,
+ *  so that a claim taken in one instance can be ended in another (after a
+ *  trap dropped the first). Dropping it releases the lock. */
+export class Lock {
+  constructor(backend, held) { this.backend = backend; this.held = held; this.released = false; }
+
+  /** Release it, once (a second call never closes a descriptor that has
+   *  been reused meanwhile). */
+  [Symbol.dispose || Symbol.for('dispose')]() {
+    if (this.released) return;
+    this.released = true;
+    this.backend.release(this.held);
+  }
+}
+
 /** The WIT imports of pidman's capabilities (keys without @version, as jco
  *  wants), for the call `ctx` describes: its backend, log and grant. */
 function capabilities(ctx) {
-  class Lock {
-    constructor(backend, held) { this.backend = backend; this.held = held; }
-    [Symbol.dispose || Symbol.for('dispose')]() { this.backend.release(this.held); }
-  }
   const b = () => ctx.backend;
   return {
     'bengal:pid-manager/types': {},
@@ -105,7 +129,7 @@ function capabilities(ctx) {
     },
     'bengal:pid-manager/files': {
       Lock,
-      owner: (path) => b().fileOwner(granted(ctx.grantDir, path)),
+      owner: (path) => b().fileOwner(granted(ctx.grantDir, path, { orSelf: true })),
       tryLock: (path, waitMs) => {
         const backend = b();
         const held = backend.tryLock(granted(ctx.grantDir, path), waitMs);
@@ -160,12 +184,13 @@ export class Plugin {
     if (session) return session;
     if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value);
     const ctx = { backend: null, log: [], grantDir };
+    // The instance's own filesystem namespace, with its one directory: the
+    // shim's process-wide preopens (which every other jco component in the
+    // process sees) are never read or changed.
+    const fs = filesystem.createFilesystem({ preopens: { [grantDir]: grantDir } });
     const preopens = {
-      getDirectories: () => filesystem.preopens.getDirectories()
-        .filter(([, path]) => path === grantDir)
-        .map(([descriptor, path]) => [scoped(descriptor), path]),
+      getDirectories: () => fs.preopens.getDirectories().map(([descriptor, path]) => [scoped(descriptor), path]),
     };
-    filesystem._setPreopens({ [grantDir]: grantDir });
     const root = await this.instantiate(this.getCoreModule, {
       ...capabilities(ctx),
       'wasi:cli/environment': cli.environment,
@@ -181,7 +206,7 @@ export class Plugin {
       'wasi:clocks/monotonic-clock': clocks.monotonicClock,
       'wasi:clocks/wall-clock': clocks.wallClock,
       'wasi:filesystem/preopens': preopens,
-      'wasi:filesystem/types': filesystem.types,
+      'wasi:filesystem/types': fs.types,
       'wasi:io/error': io.error,
       'wasi:io/poll': io.poll,
       'wasi:io/streams': io.streams,
@@ -198,8 +223,6 @@ export class Plugin {
    *  instance for `grantDir`. */
   async call(backend, grantDir, exportName, ...args) {
     const session = await this.#session(grantDir);
-    // The shim's preopens are global: the instance's directory, for its call.
-    filesystem._setPreopens({ [grantDir]: grantDir });
     session.ctx.backend = backend;
     session.ctx.log = this.log = [];
     const own = TIMEOUT_ARG[exportName] === undefined ? undefined : args[TIMEOUT_ARG[exportName]];
