@@ -270,3 +270,59 @@ fn a_symlinked_directory_inside_the_grant_leads_nowhere() {
         "nothing created outside the grant"
     );
 }
+
+/// The budget's clamps, where no watchdog stands behind them (the library:
+/// the CLI's watchdog would end a blocked call with the same message): a
+/// lock wait, a WASI sleep and a wait for an exit, each asked for forever
+/// by the broken plugin, are each cut to what is left of a 500 ms budget.
+#[test]
+fn the_library_clamps_each_blocking_request_to_the_calls_budget() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let env = TestEnv::new();
+    env.write_pid_file("123");
+    // The lock the plugin waits for, held by the test.
+    let lock = std::fs::File::create(env.root().join(".bengal.pid.lock")).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let budget = Duration::from_millis(500);
+    for what in ["a lock wait", "a WASI sleep", "a wait for an exit"] {
+        let (done, answer) = mpsc::channel();
+        let root = env.root().to_path_buf();
+        std::thread::spawn(move || {
+            let plugin = pidman::Plugin::from_file_cached_in(
+                std::path::Path::new(broken_plugin()),
+                Some(&test_cache()),
+            )
+            .unwrap();
+            let mut pids =
+                pidman::PidManager::in_root(&plugin, &root, pidman::Native::default(), false)
+                    .unwrap();
+            pids.set_budget(budget);
+            let start = Instant::now();
+            let result = match what {
+                "a lock wait" => pids.acquire(None).map(|_| ()),
+                "a WASI sleep" => pids.process_on_port(5173).map(|_| ()),
+                _ => pids.remove_pid_file(None).map(|_| ()),
+            };
+            let _ = done.send((start.elapsed(), result.map_err(|e| e.to_string())));
+        });
+        // Unclamped, each would block for days: 20 s is "never".
+        let (elapsed, result) = answer
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{what} was not cut to the budget"));
+        let error = result.expect_err(what);
+        assert!(error.contains("time budget"), "{what}: {error}");
+        assert!(
+            elapsed >= budget,
+            "{what}: ended before its budget: {elapsed:?}"
+        );
+        assert!(
+            elapsed < budget * 8,
+            "{what}: took {elapsed:?}, far past its {budget:?} budget"
+        );
+    }
+    assert_eq!(env.read_pid_file().as_deref(), Some("123"));
+}
