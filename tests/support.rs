@@ -214,6 +214,18 @@ pub fn portable() -> bool {
     std::env::var("PIDMAN_PORTABLE").as_deref() == Ok("1")
 }
 
+/// Whether this build has the test-only pause points (the `test-pause`
+/// feature, which `.ci/run` turns on); if not, `test` says SKIP.
+pub fn pause_points(test: &str) -> bool {
+    if !cfg!(feature = "test-pause") {
+        crate::trust::skip(
+            test,
+            "built without the pause points: cargo test --features pidman/test-pause (as .ci/run does)",
+        );
+    }
+    cfg!(feature = "test-pause")
+}
+
 /// Whether the tests run as root (some safety tests need another user).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

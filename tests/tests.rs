@@ -10,6 +10,7 @@ mod cli;
 mod kill;
 mod limits;
 mod ports;
+mod real;
 mod simulated;
 mod terminal;
 mod tree;

@@ -299,8 +299,63 @@ fn paused(env: &TestEnv, args: &[&str], at: &str) -> (Child, PathBuf) {
     (child, release)
 }
 
+/// The race of the row above, forced: a `write` that comes while a check
+/// holds the lock to remove a dead server's file is refused at once
+/// ("try again", exit 1) and writes nothing; it is never reported done and
+/// then lost to the removal. Tried again after the check, it stays.
+#[test]
+fn a_write_during_a_checks_removal_is_refused_never_lost() {
+    if !pause_points("a_write_during_a_checks_removal_is_refused_never_lost") {
+        return;
+    }
+    let env = TestEnv::new();
+    let server = bengal(&[]);
+    let server_pid = server.pid().to_string();
+    env.write_pid_file(dead_pid().to_string());
+    let (checker, release) = paused(&env, &["check"], "removing it under its lock");
+    let refused = env.run(&["write", "--pid", &server_pid]);
+    refused.expect(1);
+    assert!(refused.stdout.contains("try again"), "{refused:?}");
+    std::fs::write(&release, "").unwrap();
+    finish_within(checker, Duration::from_secs(20), "check").expect(1);
+    assert_eq!(
+        env.read_pid_file(),
+        None,
+        "the dead server's file is removed"
+    );
+    env.run(&["write", "--pid", &server_pid]).expect(0);
+    assert_eq!(
+        env.read_pid_file().as_deref(),
+        Some(server_pid.as_str()),
+        "written once the check is done, and kept"
+    );
+}
+
+/// A server that exits between `kill`'s look at it (the snapshot, its
+/// start token) and its signals, forced: gone, never an error, and no
+/// signal reaches anything else.
+#[test]
+fn a_server_gone_between_the_look_and_the_signal_is_gone_not_an_error() {
+    if !pause_points("a_server_gone_between_the_look_and_the_signal_is_gone_not_an_error") {
+        return;
+    }
+    let env = TestEnv::new();
+    let mut server = bengal(&[]);
+    let pid = server.pid().to_string();
+    let (killer, release) = paused(&env, &["--json", "kill", &pid], "stopping the tree");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::fs::write(&release, "").unwrap();
+    let run = finish_within(killer, Duration::from_secs(20), "kill");
+    run.expect(0);
+    assert_eq!(run.json()["outcome"], "already-gone", "{}", run.stdout);
+}
+
 #[test]
 fn a_file_changed_between_judgement_and_removal_is_kept() {
+    if !pause_points("a_file_changed_between_judgement_and_removal_is_kept") {
+        return;
+    }
     let env = TestEnv::new();
     env.write_pid_file(dead_pid().to_string());
     let (child, release) = paused(&env, &["check"], "removing it under its lock");
@@ -319,6 +374,9 @@ fn a_file_changed_between_judgement_and_removal_is_kept() {
 
 #[test]
 fn a_writer_killed_between_its_temporary_file_and_the_rename_loses_nothing() {
+    if !pause_points("a_writer_killed_between_its_temporary_file_and_the_rename_loses_nothing") {
+        return;
+    }
     let env = TestEnv::new();
     let old = bengal(&[]);
     env.write_pid_file(old.pid().to_string());

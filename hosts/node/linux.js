@@ -325,11 +325,23 @@ export class LinuxBackend {
    *  descriptor while held, undefined when another holder keeps it. */
   tryLock(path, waitMs) {
     let fd;
+    const base = constants.O_NOFOLLOW | constants.O_NONBLOCK;
     try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+      fd = openSync(path, base | constants.O_RDWR | constants.O_CREAT, 0o644);
     } catch (e) {
       if (e.code === 'ELOOP') throw new GuestError('untrusted', `${path} is a symlink; pidman never follows one`);
-      throw osError(path, e);
+      // A lock file this user may not write (root's leftover, mode 0644)
+      // is locked read-only, as the Rust host does: flock needs no write
+      // access, and the plugin then says what it cannot record there.
+      let exists = false;
+      try { lstatSync(path); exists = true; } catch { /* missing */ }
+      if (!['EACCES', 'EPERM', 'EROFS'].includes(e.code) || !exists) throw osError(path, e);
+      try {
+        fd = openSync(path, base | constants.O_RDONLY);
+      } catch (e2) {
+        if (e2.code === 'ELOOP') throw new GuestError('untrusted', `${path} is a symlink; pidman never follows one`);
+        throw osError(path, e2);
+      }
     }
     if (!fstatSync(fd).isFile()) {
       closeSync(fd);

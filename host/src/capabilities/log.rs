@@ -1,15 +1,19 @@
 //! `log`: the guest's account of its decisions, printed on `-v` and kept
 //! for `--json`.
 //!
-//! Test-only pause point: with `PIDMAN_TEST_PAUSE=<text>=<file>` in the
-//! environment, the first message containing `<text>` prints
+//! Test-only pause point, compiled only with the `test-pause` feature (the
+//! test suite's builds; never an installed one): with
+//! `PIDMAN_TEST_PAUSE=<text>=<file>` in the environment, the first message containing `<text>` prints
 //! `pidman: paused at: <message>` on stderr and waits (at most 60 s) until
 //! `<file>` exists. The integration tests use it to act at an exact moment
 //! of a decision (kill a writer between its temporary file and the rename;
 //! change a file between its judgement and its removal).
 
+#[cfg(feature = "test-pause")]
 use std::path::PathBuf;
+#[cfg(feature = "test-pause")]
 use std::sync::OnceLock;
+#[cfg(feature = "test-pause")]
 use std::time::{Duration, Instant};
 
 use crate::bindings::bengal::pid_manager::log::Level;
@@ -42,9 +46,11 @@ pub struct LogSink {
     pub verbose: bool,
     /// Every message of the current call, oldest first.
     pub messages: Vec<String>,
+    #[cfg(feature = "test-pause")]
     paused: bool,
 }
 
+#[cfg(feature = "test-pause")]
 fn pause_point() -> Option<&'static (String, PathBuf)> {
     static PAUSE: OnceLock<Option<(String, PathBuf)>> = OnceLock::new();
     PAUSE
@@ -57,6 +63,23 @@ fn pause_point() -> Option<&'static (String, PathBuf)> {
 }
 
 impl LogSink {
+    /// The pause point: wait here (at most 60 s) if `message` is the one
+    /// `PIDMAN_TEST_PAUSE` names, until its release file exists.
+    #[cfg(feature = "test-pause")]
+    fn pause_at(&mut self, message: &str) {
+        if !self.paused
+            && let Some((text, release)) = pause_point()
+            && message.contains(text.as_str())
+        {
+            self.paused = true;
+            eprintln!("pidman: paused at: {message}");
+            let until = Instant::now() + Duration::from_secs(60);
+            while !release.exists() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
     /// A sink that prints as it goes when `verbose`.
     pub fn new(verbose: bool) -> Self {
         Self {
@@ -75,17 +98,8 @@ impl LogSink {
         if self.verbose {
             eprintln!("pidman: {level}: {}", escape_controls(&message));
         }
-        if !self.paused
-            && let Some((text, release)) = pause_point()
-            && message.contains(text.as_str())
-        {
-            self.paused = true;
-            eprintln!("pidman: paused at: {message}");
-            let until = Instant::now() + Duration::from_secs(60);
-            while !release.exists() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
+        #[cfg(feature = "test-pause")]
+        self.pause_at(&message);
         if self.messages.len() < 1_000 {
             self.messages.push(format!("{level}: {message}"));
         }

@@ -380,10 +380,25 @@ class LinuxBackend:
         return {"uid": st.st_uid, "mode": st.st_mode & 0o7777, "symlink": S.S_ISLNK(st.st_mode)}
 
     def try_lock(self, path: str, wait_ms: int) -> Optional[int]:
+        # O_NONBLOCK: a FIFO or device planted at the path never blocks the
+        # open; anything but a regular file is refused below. A lock file
+        # this user may not write (root's leftover, mode 0644) is locked
+        # read-only, as the Rust host does: flock needs no write access,
+        # and the plugin then says what it cannot record there.
+        base = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, base | os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise _os_error(path, e)
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not os.path.lexists(path):
+                raise _os_error(path, e)
+            try:
+                fd = os.open(path, base | os.O_RDONLY)
+            except OSError as e2:
+                raise _os_error(path, e2)
+        import stat as S
+        if not S.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise GuestError("invalid", f"{path} is not a regular file, so not a lock file")
         deadline = time.monotonic() + wait_ms / 1000
         while True:
             try:

@@ -86,6 +86,19 @@ def _process(pid: int) -> psutil.Process:
         raise GuestError("not-found")
     try:
         p = psutil.Process(pid)
+    except psutil.NoSuchProcess as e:
+        # A process /proc hides from this user (Linux `hidepid`) is not
+        # gone: kill(pid, 0) still tells it runs (EPERM), as the Rust host
+        # tells it.
+        if not WINDOWS:
+            try:
+                os.kill(pid, 0)
+            except PermissionError:
+                raise GuestError("permission-denied",
+                                 f"PID {pid} runs, but /proc hides it from this user") from None
+            except OSError:
+                pass
+        raise _error(f"PID {pid}", e)
     except psutil.Error as e:
         raise _error(f"PID {pid}", e)
     if sys.platform.startswith("linux") and not psutil.pid_exists(pid):
@@ -93,6 +106,61 @@ def _process(pid: int) -> psutil.Process:
             raise GuestError("invalid", f"{pid} is a thread id, not a process")
         raise GuestError("not-found")
     return p
+
+
+def _other_threads(p: psutil.Process) -> list[psutil.Process]:
+    """On Linux, the threads of `p` but its main one, each as /proc shows
+    a thread (psutil reads /proc/<tid> as it reads a process): where a
+    threaded server's main thread has ended, its command line and its
+    descriptors are read through them."""
+    if not sys.platform.startswith("linux"):
+        return []
+    found = []
+    try:
+        for t in p.threads():
+            if t.id != p.pid:
+                try:
+                    found.append(psutil.Process(t.id))
+                except psutil.Error:
+                    continue
+    except psutil.Error:
+        pass
+    return found
+
+
+def _threads_cmdline(p: psutil.Process) -> list[str]:
+    """The command line of a process whose main thread has ended (its own
+    reads empty), from another of its threads."""
+    for t in _other_threads(p):
+        try:
+            argv = t.cmdline()
+        except psutil.Error:
+            continue
+        if argv:
+            return list(argv)
+    return []
+
+
+def _main_exited_owners() -> dict[tuple[Any, str], int]:
+    """Linux: the TCP sockets of processes whose main thread has ended
+    (psutil finds no owner for them: /proc/<pid>/fd is empty), by (local
+    address, status), read through their other threads."""
+    owners: dict[tuple[Any, str], int] = {}
+    for p in psutil.process_iter():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE or p.num_threads() <= 1:
+                continue
+        except psutil.Error:
+            continue
+        for t in _other_threads(p):
+            try:
+                listing = t.net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            for c in listing:
+                owners.setdefault((c.laddr, c.status), p.pid)
+            break
+    return owners
 
 
 class PsutilBackend:
@@ -137,6 +205,8 @@ class PsutilBackend:
                     argv = [] if zombie else p.cmdline()
                 except (psutil.AccessDenied, psutil.ZombieProcess):
                     argv = []
+                if not argv and not zombie:
+                    argv = _threads_cmdline(p)
                 created = p.create_time()
                 uid = _real_uid(p)
                 parent = p.ppid()
@@ -216,10 +286,16 @@ class PsutilBackend:
 
     def _connections(self) -> list[_Row]:
         try:
-            return [_Row(c.family, c.laddr, c.status, c.pid)
+            rows = [_Row(c.family, c.laddr, c.status, c.pid)
                     for c in psutil.net_connections(kind="tcp")]
         except psutil.AccessDenied:
             pass
+        else:
+            if any(r.pid is None for r in rows) and sys.platform.startswith("linux"):
+                owners = _main_exited_owners()
+                rows = [r if r.pid is not None else r._replace(pid=owners.get((r.laddr, r.status)))
+                        for r in rows]
+            return rows
         # Only an administrator may list every socket here: each readable
         # process's own (another user's sockets stay unseen).
         found: list[_Row] = []
@@ -282,7 +358,16 @@ class PsutilBackend:
         try:
             fd = os.open(path, flags, 0o644)
         except OSError as e:
-            raise _error(path, e)
+            # A lock file this user may not write (root's leftover, mode
+            # 0644) is locked read-only on Unix, as the Rust host does: the
+            # plugin then says what it cannot record there.
+            if sys.platform == "win32" or not isinstance(e, PermissionError) \
+                    or not os.path.lexists(path):
+                raise _error(path, e)
+            try:
+                fd = os.open(path, (flags & ~(os.O_RDWR | os.O_CREAT)) | os.O_RDONLY)
+            except OSError as e2:
+                raise _error(path, e2)
         deadline = time.monotonic() + wait_ms / 1000
         while True:
             try:
