@@ -13,7 +13,9 @@
 // are arguments. The waits here (Atomics.wait) block their thread: PIDManager
 // runs this backend in a worker (worker.js), never on the caller's.
 
-import { closeSync, fstatSync, lstatSync, openSync, constants, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import {
+  closeSync, fstatSync, lstatSync, openSync, constants, readFileSync, readdirSync, readlinkSync, realpathSync,
+} from 'node:fs';
 
 import fsExt from 'fs-ext';
 
@@ -94,6 +96,50 @@ function osError(what, e) {
   if (e.code === 'ENOENT' || e.code === 'ESRCH') return new GuestError('not-found');
   if (e.code === 'EACCES' || e.code === 'EPERM') return new GuestError('permission-denied', `${what}: ${e.code}`);
   return new GuestError('io', `${what}: ${e.message}`);
+}
+
+/** `path` (absolute, already checked against the grant by pidman.js),
+ *  once every directory on the way to it has been found to be a directory
+ *  and not a symlink (lstat, one step at a time from `/`), and the
+ *  realpath of its parent equals that parent: a symlink planted inside the
+ *  grant (`<grant>/link/x`, `link` -> anywhere) is `untrusted`, never
+ *  followed. The last step is the caller's: `fileOwner` lstats it, and
+ *  `tryLock` opens it with O_NOFOLLOW.
+ *
+ *  What remains (unlike the Rust and Python hosts, which open each
+ *  directory from the one before, openat(2) with O_NOFOLLOW, and so follow
+ *  nothing, ever): a time-of-check-to-time-of-use window. A process that
+ *  can write inside the grant may swap a checked directory for a symlink
+ *  between this check and the open or lstat that follows it, and the OS
+ *  call then follows it. Node cannot close that window: `fs` has no
+ *  openat, fstatat or any call relative to a directory descriptor, and no
+ *  O_PATH / O_RESOLVE_BENEATH (openat2) either. (Linux's
+ *  /proc/self/fd/<dir>/<name> would stand in for openat, but needs each
+ *  directory opened readable (no O_PATH in fs.constants) and a mounted
+ *  /proc; it is not used.) The window needs another writer inside the
+ *  grant racing the call (the plugin cannot race its own `files` call,
+ *  which is synchronous): another process of a user who may write there. */
+function beneath(path) {
+  const steps = path.split('/');
+  const name = steps.pop();
+  if (!path.startsWith('/') || !name) throw new GuestError('invalid', `${path} names no file below /`);
+  let parent = '';
+  for (const step of steps) {
+    if (step === '') continue; // the root (the grant allows no empty step)
+    parent += `/${step}`;
+    let st;
+    try { st = lstatSync(parent); } catch (e) { throw osError(path, e); }
+    if (st.isSymbolicLink() || !st.isDirectory()) {
+      throw new GuestError('untrusted', `${step} on the way to ${path} is a symlink or not a directory; pidman never follows one`);
+    }
+  }
+  parent ||= '/';
+  let real;
+  try { real = realpathSync(parent); } catch (e) { throw osError(path, e); }
+  if (real !== parent) {
+    throw new GuestError('untrusted', `${parent} on the way to ${path} resolves to ${real} (a symlink swapped in); pidman never follows one`);
+  }
+  return path;
 }
 
 // The WIT `signal` enum, case by case: an unknown case throws (a trap),
@@ -200,16 +246,6 @@ export class LinuxBackend {
     return entries;
   }
 
-  refusal(pid) {
-    if (pid === 0 || pid === 1) return `PID ${pid} is never signalled`;
-    if (pid === process.pid || pid === process.ppid) return `PID ${pid} is the host or its parent`;
-    if (process.geteuid() !== 0) {
-      // Its real uid, as kill(2) and the Rust host's floor judge it.
-      try { if (this.#status(pid).uid !== process.geteuid()) return `PID ${pid} belongs to another user`; } catch { /* gone */ }
-    }
-    return null;
-  }
-
   /** Whether `pid` still leads the process `token` pinned: not-found,
    *  changed, or invalid (a thread id) otherwise. */
   #identified(pid, token) {
@@ -223,9 +259,11 @@ export class LinuxBackend {
     return s;
   }
 
+  /** kill(2), once the start token still names the process. The host's
+   *  floor (never PID 0 or 1, itself or its parent, a number beyond any PID,
+   *  another user's process unless root) is pidman.js's, applied before
+   *  any backend is asked. */
   send(pid, token, sig) {
-    const why = this.refusal(pid);
-    if (why) throw new GuestError('denied', why);
     // kill(2) on a thread id signals its whole process: a thread id never
     // gets this far.
     this.#identified(pid, token);
@@ -314,16 +352,19 @@ export class LinuxBackend {
     return undefined;
   }
 
+  /** lstat of `path`, no symlink followed on the way (`beneath`). */
   fileOwner(path) {
     let st;
-    try { st = lstatSync(path); } catch (e) { throw osError(path, e); }
+    try { st = lstatSync(beneath(path)); } catch (e) { throw osError(path, e); }
     return { uid: st.uid, mode: st.mode & 0o7777, symlink: st.isSymbolicLink() };
   }
 
   /** flock(LOCK_EX) on `path` (created if missing, never through a
    *  symlink, never a FIFO or device), waiting at most `waitMs`; the open
-   *  descriptor while held, undefined when another holder keeps it. */
+   *  descriptor while held, undefined when another holder keeps it. No
+   *  symlink is followed on the way either (`beneath`, and its window). */
   tryLock(path, waitMs) {
+    beneath(path);
     let fd;
     const base = constants.O_NOFOLLOW | constants.O_NONBLOCK;
     try {

@@ -68,6 +68,46 @@ export function granted(grantDir, path, { orSelf = false } = {}) {
   throw new GuestError('denied', `${path} is outside the directory granted to the plugin (${grantDir})`);
 }
 
+/** The largest number a PID can be (a pid_t is a signed 32-bit integer). */
+export const MAX_PID = 2 ** 31 - 1;
+
+/** Why the host refuses to signal `pid` (whose real uid is `owner`, when
+ *  known), whatever the plugin asks and whatever the backend: PID 0 (a
+ *  process group), PID 1, itself, its parent, a number beyond any PID
+ *  and, unless the host runs as root, another user's process; null when it
+ *  may. `caller` is the host: `{ pid, parent, uid }` (its effective uid).
+ *  The Rust host's `gate::signal_refusal`, the Python host's
+ *  `signal_refusal`. */
+export function signalRefusal(caller, pid, owner) {
+  if (pid === 0) return 'PID 0 is a process group, not a process';
+  if (pid === 1) return 'PID 1 is the init process';
+  if (pid === caller.pid) return `PID ${pid} is pidman itself`;
+  if (pid === caller.parent) return `PID ${pid} is pidman's parent (the caller)`;
+  if (!Number.isSafeInteger(pid) || pid < 0 || pid > MAX_PID) return `${pid} is not a PID`;
+  if (owner !== undefined && owner !== null && caller.uid !== 0 && owner !== caller.uid) {
+    return `PID ${pid} belongs to uid ${owner}, and pidman (uid ${caller.uid}) signals only its own user's processes`;
+  }
+  return null;
+}
+
+/** `signals.send`, past the host's floor (`signalRefusal`): the backend is
+ *  asked only for what the floor lets through. */
+function send(backend, target, sig) {
+  const uid = backend.ownUid();
+  let owner;
+  if (uid !== 0) { // the owner matters only to a caller that is not root
+    try {
+      owner = backend.inspect(target.pid).uid;
+    } catch (e) {
+      if (!(e instanceof GuestError)) throw e;
+      owner = undefined; // unreadable or gone: the backend's own checks answer
+    }
+  }
+  const why = signalRefusal({ pid: backend.ownPid(), parent: backend.parentPid(), uid }, target.pid, owner);
+  if (why) throw new GuestError('denied', `the host refuses to signal: ${why}`);
+  return backend.send(target.pid, target.startToken, sig);
+}
+
 // wasi-libc asks for `mutate-directory` when it creates a file; the shim
 // refuses that flag outright, where wasmtime does not enforce it at all
 // (bytecodealliance/wasmtime#11667) and the flag's definition allows a
@@ -119,7 +159,7 @@ function capabilities(ctx) {
       snapshot: () => b().snapshot(),
     },
     'bengal:pid-manager/signals': {
-      send: (target, sig) => b().send(target.pid, target.startToken, sig),
+      send: (target, sig) => send(b(), target, sig),
       waitExit: (target, ms) => b().waitExit(target.pid, target.startToken, Number(ms)),
       clockMs: () => b().clockMs(),
     },

@@ -20,6 +20,7 @@ assert sys.platform == "linux", "pidman_wasm.linux is the Linux backend"
 import fcntl  # noqa: E402
 from typing import Any, NamedTuple, Optional
 
+from ._files import lstat_beneath, open_lock_beneath
 from ._runtime import MAX_PID, GuestError
 
 _HZ = os.sysconf("SC_CLK_TCK")
@@ -372,33 +373,16 @@ class LinuxBackend:
         return None
 
     def file_owner(self, path: str) -> dict[str, Any]:
-        try:
-            st = os.lstat(path)
-        except OSError as e:
-            raise _os_error(path, e)
+        # Resolved beneath the grant: no symlink followed on the way (_files).
+        st = lstat_beneath(path, _os_error)
         import stat as S
         return {"uid": st.st_uid, "mode": st.st_mode & 0o7777, "symlink": S.S_ISLNK(st.st_mode)}
 
     def try_lock(self, path: str, wait_ms: int) -> Optional[int]:
-        # O_NONBLOCK: a FIFO or device planted at the path never blocks the
-        # open; anything but a regular file is refused below. A lock file
-        # this user may not write (root's leftover, mode 0644) is locked
-        # read-only, as the Rust host does: flock needs no write access,
-        # and the plugin then says what it cannot record there.
-        base = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-        try:
-            fd = os.open(path, base | os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not os.path.lexists(path):
-                raise _os_error(path, e)
-            try:
-                fd = os.open(path, base | os.O_RDONLY)
-            except OSError as e2:
-                raise _os_error(path, e2)
-        import stat as S
-        if not S.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise GuestError("invalid", f"{path} is not a regular file, so not a lock file")
+        # Opened beneath the grant, never through a symlink, never blocking
+        # on a FIFO or device, read-only for a lock file this user may not
+        # write (root's leftover): see _files.open_lock_beneath.
+        fd = open_lock_beneath(path, _os_error)
         deadline = time.monotonic() + wait_ms / 1000
         while True:
             try:

@@ -16,6 +16,9 @@ signal floor) are applied by the runtime before a request gets here.
 - Locks: `fcntl.flock` on Unix; on Windows `msvcrt.locking` of one byte at
   2^62 (beyond the data: the claimant record in the lock file stays
   readable and writable), released explicitly.
+- Files (`owner`, the lock file): on Unix resolved beneath the granted
+  directory, following no symlink on the way (_files.py); on Windows, which
+  has no dir_fd, the grant's path check alone.
 - Windows has no uids: the caller's "uid" is a fixed number, every file is
   reported as the caller's (mode 0644, 0444 when read-only), a socket as
   the caller's, a process with no uid."""
@@ -31,6 +34,7 @@ from typing import Any, NamedTuple, Optional
 
 import psutil
 
+from ._files import BENEATH, lstat_beneath, open_lock_beneath
 from ._runtime import MAX_PID, GuestError
 
 WINDOWS = sys.platform == "win32"
@@ -340,34 +344,23 @@ class PsutilBackend:
         return None
 
     def file_owner(self, path: str) -> dict[str, Any]:
-        try:
-            st = os.lstat(path)
-        except OSError as e:
-            raise _error(path, e)
+        if BENEATH:
+            # Resolved beneath the grant: no symlink followed on the way.
+            st = lstat_beneath(path, _error)
+        else:
+            # Windows (no dir_fd): the grant's path check alone; a directory
+            # symlink or junction inside the grant is followed here.
+            try:
+                st = os.lstat(path)
+            except OSError as e:
+                raise _error(path, e)
         if WINDOWS:
             mode = 0o444 if not st.st_mode & S.S_IWRITE else 0o644
             return {"uid": WINDOWS_UID, "mode": mode, "symlink": S.S_ISLNK(st.st_mode)}
         return {"uid": st.st_uid, "mode": st.st_mode & 0o7777, "symlink": S.S_ISLNK(st.st_mode)}
 
     def try_lock(self, path: str, wait_ms: int) -> Optional[int]:
-        if os.path.islink(path):
-            raise GuestError("untrusted", f"{path} is a symbolic link")
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) \
-            | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0) \
-            | getattr(os, "O_BINARY", 0)
-        try:
-            fd = os.open(path, flags, 0o644)
-        except OSError as e:
-            # A lock file this user may not write (root's leftover, mode
-            # 0644) is locked read-only on Unix, as the Rust host does: the
-            # plugin then says what it cannot record there.
-            if sys.platform == "win32" or not isinstance(e, PermissionError) \
-                    or not os.path.lexists(path):
-                raise _error(path, e)
-            try:
-                fd = os.open(path, (flags & ~(os.O_RDWR | os.O_CREAT)) | os.O_RDONLY)
-            except OSError as e2:
-                raise _error(path, e2)
+        fd = open_lock_beneath(path, _error) if BENEATH else self._open_lock(path)
         deadline = time.monotonic() + wait_ms / 1000
         while True:
             try:
@@ -378,6 +371,24 @@ class PsutilBackend:
                     os.close(fd)
                     return None
                 time.sleep(0.001)
+
+    @staticmethod
+    def _open_lock(path: str) -> int:
+        """The lock file where paths cannot be resolved beneath a directory
+        (Windows, which has no dir_fd): a plain open, with the grant's path
+        check alone. The last step is refused when it is a symlink; a
+        directory symlink or junction on the way is followed (Unix resolves
+        beneath the grant instead: _files.open_lock_beneath, which also
+        locks a lock file this user may not write read-only)."""
+        if os.path.islink(path):
+            raise GuestError("untrusted", f"{path} is a symbolic link; pidman never follows one")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) \
+            | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0) \
+            | getattr(os, "O_BINARY", 0)
+        try:
+            return os.open(path, flags, 0o644)
+        except OSError as e:
+            raise _error(path, e)
 
     def release(self, held: int) -> None:
         """Release the lock explicitly, then close it."""
