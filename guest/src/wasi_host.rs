@@ -163,10 +163,24 @@ impl Host for WasiHost {
                 io::Error::new(e.kind(), format!("cannot write {temp} ({e}; a full disk?)"))
             })?;
             file.sync_all()?;
+            // Closed before the rename: Windows renames no open file.
+            drop(file);
             log::emit(Level::Debug, &format!("temporary file written: {temp}"));
             fs::rename(temp, path)?;
-            // The rename is durable once the directory is synced.
-            File::open(dir)?.sync_all()
+            // The rename is durable once the directory is synced. Windows
+            // syncs no directory (it refuses the handle: access denied, or
+            // unsupported); NTFS journals the rename itself.
+            match File::open(dir).and_then(|d| d.sync_all()) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported
+                    ) =>
+                {
+                    Ok(())
+                }
+                other => other,
+            }
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(temp);

@@ -5,53 +5,80 @@
 //! tests; [`crate::host_impl`] applies them before a backend acts, so no
 //! backend repeats them.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::bindings::bengal::pid_manager::types::{Error, Pid};
 
-/// The directory the plugin may use, and nothing outside it.
+/// The directory the plugin may use, and nothing outside it. Paths are
+/// compared as the plugin writes them ([`crate::paths::to_guest`]: `/`
+/// between components, whatever the OS), one component at a time.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    dir: PathBuf,
+    /// The granted directory, as the plugin sees it.
+    dir: String,
 }
 
 impl Grant {
-    /// Grant `dir` (absolute and canonical).
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+    /// Grant `dir`, as the plugin sees it (absolute and canonical).
+    pub fn new(dir: impl Into<String>) -> Self {
+        Self { dir: dir.into() }
     }
 
-    /// The granted directory.
-    pub fn dir(&self) -> &Path {
+    /// The granted directory, as the plugin sees it.
+    pub fn dir(&self) -> &str {
         &self.dir
     }
 
-    /// `path` if it names the granted directory itself, for a look at
-    /// its owner (never a lock, a read or a write); else as [`Self::check`].
-    pub fn check_or_self<'p>(&self, path: &'p str) -> Result<&'p Path, Error> {
-        if Path::new(path) == self.dir {
-            return Ok(Path::new(path));
+    /// `path` (as this OS writes it) if it names the granted directory
+    /// itself, for a look at its owner (never a lock, a read or a write);
+    /// else as [`Self::check`].
+    pub fn check_or_self(&self, path: &str) -> Result<PathBuf, Error> {
+        if components(path).is_some() && components(path) == components(&self.dir) {
+            return Ok(crate::paths::from_guest(path));
         }
         self.check(path)
     }
 
-    /// `path` if it names an entry of the granted directory (or below it),
-    /// without `..` steps; else the `denied` error.
-    pub fn check<'p>(&self, path: &'p str) -> Result<&'p Path, Error> {
-        let p = Path::new(path);
-        let plain = p
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-        if p.is_absolute() && plain && p.starts_with(&self.dir) && p != self.dir {
-            Ok(p)
-        } else {
-            Err(Error::Denied(format!(
+    /// `path` (as this OS writes it) if it names an entry of the granted
+    /// directory (or below it): absolute, with plain components only (no
+    /// `..`, `.` or empty step); else the `denied` error.
+    pub fn check(&self, path: &str) -> Result<PathBuf, Error> {
+        match (components(path), components(&self.dir)) {
+            (Some(steps), Some(granted))
+                if steps.len() > granted.len() && steps[..granted.len()] == granted[..] =>
+            {
+                Ok(crate::paths::from_guest(path))
+            }
+            _ => Err(Error::Denied(format!(
                 "{path} is outside the directory granted to the plugin ({})",
-                self.dir.display()
-            )))
+                self.dir
+            ))),
         }
     }
+}
+
+/// The components of an absolute plugin path (`/a/b`, or `//host/share/a`
+/// for a Windows share): none for a relative path or one with a `.`, `..`
+/// or empty step. A trailing `/` is allowed (a drive's root, `/C:/`).
+fn components(path: &str) -> Option<Vec<&str>> {
+    // The root is a component: `//host/share` is never `/host/share`.
+    let (root, rest) = match path.strip_prefix("//") {
+        Some(rest) => ("//", rest),
+        None => ("/", path.strip_prefix('/')?),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let mut steps = vec![root];
+    if rest.is_empty() {
+        return Some(steps);
+    }
+    for step in rest.split('/') {
+        if matches!(step, "" | "." | "..") {
+            return None;
+        }
+        steps.push(step);
+    }
+    Some(steps)
 }
 
 /// Who is asking: the host process.
@@ -128,7 +155,7 @@ mod tests {
 
     #[test]
     fn the_grant_admits_only_its_directory() {
-        let grant = Grant::new(PathBuf::from("/srv/site"));
+        let grant = Grant::new("/srv/site");
         assert!(grant.check("/srv/site/.bengal.pid").is_ok());
         assert!(grant.check("/srv/site/run/x.pid").is_ok());
         for outside in [
@@ -146,10 +173,32 @@ mod tests {
         }
         // Its own owner may be looked at; nothing outside it, still.
         assert!(grant.check_or_self("/srv/site").is_ok());
+        assert!(grant.check_or_self("/srv/site/").is_ok());
         assert!(grant.check_or_self("/srv/site/.bengal.pid").is_ok());
         for outside in ["/srv", "/srv/sitex", "/srv/site/..", "relative"] {
             assert!(grant.check_or_self(outside).is_err(), "{outside}");
         }
+    }
+
+    #[test]
+    fn windows_paths_are_compared_as_the_plugin_writes_them() {
+        let grant = Grant::new("/C:/Users/me/proj");
+        assert!(grant.check("/C:/Users/me/proj/.bengal.pid").is_ok());
+        for outside in [
+            "/C:/Users/me/proj2/.bengal.pid",
+            "/D:/Users/me/proj/.bengal.pid",
+            "/C:/Users/me/proj//x",
+            "/C:/Users/me/proj/./x",
+            "C:/Users/me/proj/x",
+        ] {
+            assert!(grant.check(outside).is_err(), "{outside}");
+        }
+        let root = Grant::new("/D:/");
+        assert!(root.check("/D:/.bengal.pid").is_ok());
+        assert!(root.check_or_self("/D:/").is_ok());
+        let share = Grant::new("//server/share/proj");
+        assert!(share.check("//server/share/proj/.bengal.pid").is_ok());
+        assert!(share.check("/server/share/proj/.bengal.pid").is_err());
     }
 
     const ME: Caller = Caller {

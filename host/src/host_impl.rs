@@ -102,7 +102,7 @@ impl<B: Backend> files::Host for PluginState<B> {
     fn owner(&mut self, path: String) -> Answer<files::FileOwner> {
         // The granted directory's own owner too: whose project it is.
         Ok(match self.grant.check_or_self(&path) {
-            Ok(path) => self.backend.file_owner(path),
+            Ok(path) => self.backend.file_owner(&path),
             Err(e) => Err(e),
         })
     }
@@ -114,7 +114,7 @@ impl<B: Backend> files::Host for PluginState<B> {
             Err(e) => return Ok(Err(e)),
         };
         let wait_ms = self.budget.clamp_ms(u64::from(wait_ms)) as u32;
-        match self.backend.try_lock(checked, wait_ms) {
+        match self.backend.try_lock(&checked, wait_ms) {
             Ok(Some(lock)) => Ok(Ok(Some(self.table.push(lock)?))),
             Ok(None) => Ok(Ok(None)),
             Err(e) => Ok(Err(e)),

@@ -94,7 +94,10 @@ pub enum Claim<'m, B: Backend = Native> {
 /// `B` (the real operating system unless a test says otherwise).
 pub struct PidManager<B: Backend = Native> {
     session: Session<B>,
+    /// The PID file as this OS writes it.
     pid_file: PathBuf,
+    /// The PID file as the plugin sees it ([`paths::to_guest`]).
+    guest_file: String,
     budget: Duration,
 }
 
@@ -126,9 +129,9 @@ impl<B: Backend> PidManager<B> {
     ) -> Result<Self, Error> {
         let (grant, root) = paths::resolve_root(project_root).map_err(Error::Io)?;
         let mut session = plugin.instantiate(&grant, backend, verbose)?;
-        let root_str = paths::utf8(&root).map_err(Error::Io)?;
-        let named = session.call(DEFAULT_BUDGET, |g, s| g.call_get_pid_file(s, root_str))?;
-        if gate::Grant::new(root.clone()).check(&named).is_err() {
+        let root_str = paths::to_guest(&root).map_err(Error::Io)?;
+        let named = session.call(DEFAULT_BUDGET, |g, s| g.call_get_pid_file(s, &root_str))?;
+        if gate::Grant::new(root_str.clone()).check(&named).is_err() {
             return Err(Error::Plugin(anyhow::anyhow!(
                 "the plugin named {named} as the PID file, outside the project root {}",
                 root.display()
@@ -136,7 +139,8 @@ impl<B: Backend> PidManager<B> {
         }
         Ok(Self {
             session,
-            pid_file: PathBuf::from(named),
+            pid_file: paths::from_guest(&named),
+            guest_file: named,
             budget: DEFAULT_BUDGET,
         })
     }
@@ -151,10 +155,12 @@ impl<B: Backend> PidManager<B> {
         verbose: bool,
     ) -> Result<Self, Error> {
         let (grant, pid_file) = paths::resolve_file(pid_file).map_err(Error::Io)?;
+        let guest_file = paths::to_guest(&pid_file).map_err(Error::Io)?;
         let session = plugin.instantiate(&grant, backend, verbose)?;
         Ok(Self {
             session,
-            pid_file,
+            pid_file: paths::from_guest(&guest_file),
+            guest_file,
             budget: DEFAULT_BUDGET,
         })
     }
@@ -177,7 +183,7 @@ impl<B: Backend> PidManager<B> {
     }
 
     /// The directory the plugin may use.
-    pub fn grant(&self) -> &Path {
+    pub fn grant(&self) -> PathBuf {
         self.session.grant()
     }
 
@@ -198,9 +204,9 @@ impl<B: Backend> PidManager<B> {
             &str,
         ) -> wasmtime::Result<Result<T, GuestError>>,
     ) -> Result<T, Error> {
-        let file = self.pid_file.to_string_lossy().into_owned();
+        let file = &self.guest_file;
         self.session
-            .call(self.budget.saturating_add(extra), |g, s| f(g, s, &file))?
+            .call(self.budget.saturating_add(extra), |g, s| f(g, s, file))?
             .map_err(Error::Guest)
     }
 

@@ -77,8 +77,80 @@ pub fn resolve_root(root: &Path) -> Result<(PathBuf, PathBuf)> {
     resolve_file(root)
 }
 
+/// A path as the plugin sees it: UTF-8 (the WIT's strings), rooted at `/`
+/// with `/` between components, as WASI's paths are (the guest's standard
+/// library resolves only such paths against its preopened directory, and
+/// the plugin's own rules, a file's directory or its lock's name, split on
+/// `/` alone). On Unix, the path itself. On Windows, `C:\x` is `/C:/x` (the
+/// verbatim prefix `canonicalize` adds is dropped: `\\?\C:\x` is `/C:/x`)
+/// and a share `\\host\share\x` (or `\\?\UNC\host\share\x`) is
+/// `//host/share/x`.
+pub fn to_guest(path: &Path) -> Result<String> {
+    let text = utf8(path)?;
+    if !cfg!(windows) {
+        return Ok(text.to_owned());
+    }
+    let text = text.replace('/', "\\");
+    let guest = if let Some(share) = text
+        .strip_prefix(r"\\?\UNC\")
+        .or_else(|| text.strip_prefix(r"\\").filter(|t| !t.starts_with('?')))
+    {
+        format!("//{share}")
+    } else {
+        format!("/{}", text.strip_prefix(r"\\?\").unwrap_or(&text))
+    };
+    Ok(guest.replace('\\', "/"))
+}
+
+/// A path the plugin named, as this OS writes it: the inverse of
+/// [`to_guest`] (on Windows, `/C:/x` is `C:\x`; Windows itself takes
+/// either slash).
+pub fn from_guest(path: &str) -> PathBuf {
+    if !cfg!(windows) {
+        return PathBuf::from(path);
+    }
+    let native = match path.strip_prefix('/') {
+        Some(rest) if !rest.starts_with('/') => rest,
+        _ => path,
+    };
+    PathBuf::from(native.replace('/', "\\"))
+}
+
 /// A path as UTF-8, which the WIT strings need.
 pub fn utf8(path: &Path) -> Result<&str> {
     path.to_str()
         .with_context(|| format!("{} is not valid UTF-8", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_sees_slashes_and_no_verbatim_prefix() {
+        if cfg!(windows) {
+            for (native, guest, back) in [
+                (
+                    r"\\?\C:\Users\me\proj",
+                    "/C:/Users/me/proj",
+                    r"C:\Users\me\proj",
+                ),
+                (r"\\?\UNC\srv\share\p", "//srv/share/p", r"\\srv\share\p"),
+                (r"\\srv\share\p", "//srv/share/p", r"\\srv\share\p"),
+                (
+                    r"C:/proj\.bengal.pid",
+                    "/C:/proj/.bengal.pid",
+                    r"C:\proj\.bengal.pid",
+                ),
+                (r"\\?\D:\", "/D:/", r"D:\"),
+            ] {
+                assert_eq!(to_guest(Path::new(native)).unwrap(), guest, "{native}");
+                assert_eq!(from_guest(guest), PathBuf::from(back), "{guest}");
+            }
+        } else {
+            let path = Path::new("/home/me/a\\b/.bengal.pid");
+            assert_eq!(to_guest(path).unwrap(), "/home/me/a\\b/.bengal.pid");
+            assert_eq!(from_guest("/home/me/x"), PathBuf::from("/home/me/x"));
+        }
+    }
 }

@@ -260,9 +260,9 @@ impl<B: Backend> Session<B> {
         &mut self.store.data_mut().backend
     }
 
-    /// The directory the plugin may use.
-    pub fn grant(&self) -> &Path {
-        self.store.data().grant.dir()
+    /// The directory the plugin may use, as this OS writes it.
+    pub fn grant(&self) -> std::path::PathBuf {
+        crate::paths::from_guest(self.store.data().grant.dir())
     }
 
     /// Forget a resource the guest handed out (a lock the host lets go).

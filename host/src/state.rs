@@ -1,7 +1,7 @@
 //! The per-store state: the WASI context with its one preopen, the resource
 //! table, the store limits, and each capability's host-side state.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -32,20 +32,19 @@ impl<B: Backend> PluginState<B> {
         limits: StoreLimits,
         log: LogSink,
     ) -> anyhow::Result<Self> {
-        let guest_path = dir
-            .to_str()
-            .ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8", dir.display()))?;
+        // The plugin sees the directory by the path it knows it by.
+        let guest_path = crate::paths::to_guest(dir)?;
         // allow_blocking_current_thread first: each preopen copies the flag,
         // and without it every file operation hops to a thread pool.
         let wasi = WasiCtx::builder()
             .allow_blocking_current_thread(true)
-            .preopened_dir(dir, guest_path, FsPerms::ReadWrite)?
+            .preopened_dir(dir, &guest_path, FsPerms::ReadWrite)?
             .build();
         Ok(Self {
             wasi,
             table: ResourceTable::new(),
             limits,
-            grant: Grant::new(PathBuf::from(dir)),
+            grant: Grant::new(guest_path),
             budget: Budget::NONE,
             backend,
             log,

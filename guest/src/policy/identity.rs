@@ -21,14 +21,26 @@ pub const START_SLACK_MS: u64 = 1_000;
 /// followed directly by a serve command.
 pub fn is_bengal_argv(argv: &[String]) -> bool {
     argv.iter()
-        .rposition(|arg| {
-            let base = arg.rsplit(['/', '\\']).next().unwrap_or(arg);
-            // ASCII lower-casing: no other character lower-cases to a letter of
-            // these names, and it spares the plugin Unicode's case tables.
-            BENGAL_PROGRAMS.contains(&base.to_ascii_lowercase().as_str())
-        })
+        .rposition(|arg| BENGAL_PROGRAMS.contains(&program_name(arg).as_str()))
         .and_then(|at| argv.get(at + 1))
         .is_some_and(|next| SERVE_COMMANDS.contains(&next.as_str()))
+}
+
+/// An argument's program name: its basename (after the last `/` or `\\`),
+/// lower-cased, without the `.exe` of a Windows program or the
+/// `-script.py`/`-script.pyw` of setuptools' Windows launchers (pip's
+/// `Scripts\\bengal.exe`, and `bengal-script.py` run by `python.exe`).
+/// ASCII lower-casing: no other character lower-cases to a letter of these
+/// names, and it spares the plugin Unicode's case tables.
+fn program_name(arg: &str) -> String {
+    let base = arg.rsplit(['/', '\\']).next().unwrap_or(arg);
+    let name = base.to_ascii_lowercase();
+    for suffix in [".exe", "-script.pyw", "-script.py"] {
+        if let Some(stem) = name.strip_suffix(suffix) {
+            return stem.to_owned();
+        }
+    }
+    name
 }
 
 /// True when a process started too late to have written a file last
@@ -83,6 +95,12 @@ mod tests {
             "BENGAL serve",
             "/opt/Bengal.CLI serve",
             "bengal build bengal serve",
+            r"C:\Users\me\.venv\Scripts\bengal.exe serve",
+            r"C:\Users\me\.venv\Scripts\BENGAL.EXE serve --port 5173",
+            "Bengal.exe dev",
+            r"C:\Python313\python.exe C:\venv\Scripts\bengal-script.py serve",
+            r"pythonw.exe C:\venv\Scripts\bengal-script.pyw s",
+            r"C:\Python313\python.exe -m bengal serve",
         ] {
             assert!(is_bengal_argv(&argv(line)), "{line}");
         }
@@ -102,6 +120,12 @@ mod tests {
             "bengal serve bengal build",
             "bengal Serve",
             "python -m bengal.cli",
+            r"C:\venv\Scripts\bengal.exe.bak serve",
+            r"C:\venv\Scripts\bengalexe serve",
+            r"C:\venv\Scripts\bengal.com serve",
+            r"C:\venv\Scripts\bengal-script.exe.py serve",
+            r"C:\venv\Scripts\bengal.exe build",
+            "python.exe bengal-script serve",
         ] {
             assert!(!is_bengal_argv(&argv(line)), "{line}");
         }

@@ -34,7 +34,7 @@ use windows_sys::Win32::Security::{
 };
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, LOCKFILE_EXCLUSIVE_LOCK,
-    LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, READ_CONTROL,
+    LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, READ_CONTROL, UnlockFileEx,
 };
 use windows_sys::Win32::System::IO::OVERLAPPED;
 
@@ -46,10 +46,29 @@ use crate::capabilities::process_table::windows::{rid, with_own_sid};
 /// Where the lock byte is: far beyond any PID file's data.
 const LOCK_OFFSET: u64 = 1 << 62;
 
-/// A held lock: the open lock file with its lock byte locked. Closing it
-/// (dropping the resource) releases the lock; so does the process's exit.
+/// A held lock: the open lock file with its lock byte locked. Dropping it
+/// unlocks the byte (`UnlockFileEx`) before the handle closes: Windows
+/// releases a lock left to the close only "when the system gets to it",
+/// so a claim released and taken again at once could find it busy. The
+/// process's exit releases it too.
 pub struct LockFile {
-    _file: File,
+    file: File,
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let mut at = lock_byte();
+        // SAFETY: a handle we own, whose byte we locked; a valid OVERLAPPED.
+        unsafe { UnlockFileEx(self.file.as_raw_handle(), 0, 1, 0, &mut at) };
+    }
+}
+
+/// The OVERLAPPED naming the lock byte, at `LOCK_OFFSET`.
+fn lock_byte() -> OVERLAPPED {
+    let mut at = OVERLAPPED::default();
+    at.Anonymous.Anonymous.Offset = LOCK_OFFSET as u32;
+    at.Anonymous.Anonymous.OffsetHigh = (LOCK_OFFSET >> 32) as u32;
+    at
 }
 
 /// The "uid" of the account `sid`, as the module's doc says.
@@ -149,13 +168,11 @@ pub fn try_lock(path: &Path, wait_ms: u32) -> Result<Option<LockFile>, Error> {
     }
     let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
     loop {
-        let mut at = OVERLAPPED::default();
-        at.Anonymous.Anonymous.Offset = LOCK_OFFSET as u32;
-        at.Anonymous.Anonymous.OffsetHigh = (LOCK_OFFSET >> 32) as u32;
+        let mut at = lock_byte();
         let flags = LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY;
         // SAFETY: a handle we own; a valid OVERLAPPED naming the byte.
         if unsafe { LockFileEx(file.as_raw_handle(), flags, 0, 1, 0, &mut at) } != 0 {
-            return Ok(Some(LockFile { _file: file }));
+            return Ok(Some(LockFile { file }));
         }
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(ERROR_LOCK_VIOLATION as i32) {

@@ -72,13 +72,17 @@ impl PortTable {
         }
     }
 
-    /// Give each socket its handle, remembering its owner.
+    /// Give each socket its handle, remembering its owner. PID 0 is no
+    /// process's: its socket gets handle 0, whose owner is unknown.
     fn remember(&mut self, owned: Vec<Owned>) -> Vec<TcpSocket> {
         owned
             .into_iter()
             .map(|Owned { mut socket, pid }| {
-                socket.handle = (1u64 << 32) | u64::from(pid);
-                self.owners.insert(socket.handle, pid);
+                socket.handle = 0;
+                if pid != 0 {
+                    socket.handle = (1u64 << 32) | u64::from(pid);
+                    self.owners.insert(socket.handle, pid);
+                }
                 socket
             })
             .collect()

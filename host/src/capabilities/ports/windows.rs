@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use windows_sys::Win32::Foundation::{ERROR_INSUFFICIENT_BUFFER, NO_ERROR};
 use windows_sys::Win32::NetworkManagement::IpHelper::{
-    GetExtendedTcpTable, MIB_TCP_STATE_ESTAB, MIB_TCP_STATE_LISTEN, MIB_TCP6ROW_OWNER_PID,
-    MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
+    GetExtendedTcpTable, MIB_TCP_STATE_ESTAB, MIB_TCP_STATE_LISTEN, MIB_TCP_STATE_TIME_WAIT,
+    MIB_TCP6ROW_OWNER_PID, MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
 };
 use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
 
@@ -15,11 +15,17 @@ use super::Owned;
 use crate::bindings::bengal::pid_manager::ports::{TcpSocket, TcpState};
 use crate::bindings::bengal::pid_manager::types::Error;
 
-/// The TCP sockets on local `port`, with their owners.
+/// The TCP sockets on local `port`, with their owners. A connection in
+/// TIME_WAIT is left out: it belongs to no process any more (its row says
+/// PID 0) and does not keep a server from listening on the port. A row's
+/// PID 0 otherwise (Wine lists every socket so) is an owner unknown.
 pub fn sockets(port: u16, listening: bool) -> Result<Vec<Owned>, Error> {
     let uid = crate::capabilities::process_table::own_uid();
     let mut found = Vec::new();
     let mut keep = |(row_port, state, pid): (u32, u32, u32), ipv6: bool, address: String| {
+        if state as i32 == MIB_TCP_STATE_TIME_WAIT {
+            return;
+        }
         // The port is in network byte order in the low 16 bits.
         let state = match state as i32 {
             MIB_TCP_STATE_LISTEN => TcpState::Listen,

@@ -8,14 +8,14 @@ use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, FILETIME, GetLastError, HANDLE, WAIT_OBJECT_0,
+    ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, FILETIME, GetLastError, HANDLE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::{
     GetSidSubAuthority, GetSidSubAuthorityCount, GetTokenInformation, PSID, TOKEN_QUERY,
     TOKEN_USER, TokenUser,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetProcessTimes, OpenProcess, OpenProcessToken,
+    GetCurrentProcess, GetProcessId, GetProcessTimes, OpenProcess, OpenProcessToken,
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, WaitForSingleObject,
 };
 
@@ -35,6 +35,10 @@ pub struct Process(OwnedHandle);
 impl Process {
     /// Open `pid` with `access` (plus the right to read its times and wait
     /// for it); the Win32 error code when it cannot be opened.
+    /// `OpenProcess` ignores a PID's two low bits (PID 1237 opens process
+    /// 1236): a handle whose process is not `pid` itself is refused as a
+    /// PID no process has (`ERROR_INVALID_PARAMETER`, what `OpenProcess`
+    /// answers for one).
     pub fn open(pid: Pid, access: u32) -> Result<Process, u32> {
         let access = access | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE;
         // SAFETY: a plain call; a null result is the failure.
@@ -44,7 +48,12 @@ impl Process {
             return Err(unsafe { GetLastError() });
         }
         // SAFETY: a fresh handle that nothing else owns.
-        Ok(Process(unsafe { OwnedHandle::from_raw_handle(handle) }))
+        let process = Process(unsafe { OwnedHandle::from_raw_handle(handle) });
+        // SAFETY: a valid process handle.
+        if unsafe { GetProcessId(process.handle()) } != pid {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        Ok(process)
     }
 
     /// The raw handle, for calls that act on it.
@@ -80,13 +89,19 @@ pub fn last_error(what: &str) -> Error {
 }
 
 /// `OpenProcess`'s failure for `pid` as the guest-visible answer: a PID
-/// that names no process is refused as an invalid parameter.
+/// that names no process is refused as an invalid parameter (not found);
+/// access denied means it runs; anything else is an error, never "gone"
+/// (a PID file must not be removed as stale on a transient failure).
 pub fn open_error(pid: Pid, code: u32) -> Error {
     match code {
+        ERROR_INVALID_PARAMETER => Error::NotFound,
         ERROR_ACCESS_DENIED => {
             Error::PermissionDenied(format!("PID {pid} runs, but this user may not open it"))
         }
-        _ => Error::NotFound,
+        _ => Error::Io(format!(
+            "PID {pid}: OpenProcess failed: {}",
+            std::io::Error::from_raw_os_error(code as i32)
+        )),
     }
 }
 
@@ -139,7 +154,8 @@ pub fn state(pid: Pid) -> Result<ProcessState, Error> {
         Ok(process) if process.ended() => Ok(ProcessState::Zombie),
         Ok(_) => Ok(ProcessState::Running),
         Err(ERROR_ACCESS_DENIED) => Ok(ProcessState::Running),
-        Err(_) => Ok(ProcessState::Gone),
+        Err(ERROR_INVALID_PARAMETER) => Ok(ProcessState::Gone),
+        Err(code) => Err(open_error(pid, code)),
     }
 }
 

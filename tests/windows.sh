@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The Windows build, run: under Wine, the host's unit tests, then pidman.exe
+# against real Windows processes (tests/fixtures/winserver: a `bengal.exe
+# serve` that listens), with project roots and PID files written as Windows
+# users write them (drive, verbatim, relative; either slash; spaces and
+# non-ASCII names). Each row prints `ok` or `FAIL`; any FAIL fails the run.
+#
+# Wine 8 (Debian's) lacks bcryptprimitives.dll, which Rust's std imports;
+# scripts/wine/bcryptprimitives.c is a stand-in, built here with MinGW and
+# put next to each .exe. What Wine cannot show, and so is not checked here:
+# a socket's owning PID (Wine lists every socket with PID 0: a port's owner
+# reads as unknown), console Ctrl-C from outside Wine, and a Windows parent
+# of a program started from Linux (`acquire` takes `--pid`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+target=x86_64-pc-windows-gnu
+command -v x86_64-w64-mingw32-gcc >/dev/null || {
+  apt-get update -q && apt-get install -y -q --no-install-recommends gcc-mingw-w64-x86-64-posix
+}
+[ -x /usr/lib/wine/wine64 ] || { apt-get update -q && apt-get install -y -q wine64; }
+rustup target add "$target" >/dev/null
+
+export WINEPREFIX=$repo/target/wineprefix WINEDEBUG=-all
+wine=/usr/lib/wine/wine64
+dll=$repo/target/$target/bcryptprimitives.dll
+mkdir -p "$(dirname "$dll")"
+x86_64-w64-mingw32-gcc -shared -O2 -o "$dll" scripts/wine/bcryptprimitives.c \
+  scripts/wine/bcryptprimitives.def -ladvapi32
+
+# The host's unit tests, under Wine (cargo runs each test binary there).
+cargo test -p pidman --lib --target "$target" --no-run
+cp "$dll" "target/$target/debug/deps/"
+CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=$wine cargo test -p pidman --lib --target "$target"
+
+# The binaries, side by side with the DLL.
+cargo build -p pidman --target "$target"
+cargo build --manifest-path tests/fixtures/winserver/Cargo.toml --target "$target" \
+  --target-dir target/winserver
+work=$(mktemp -d)
+started=()
+cleanup() {
+  for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/bin" "$work/proj" "$work/with space é"
+cp "target/$target/debug/pidman.exe" "target/winserver/$target/debug/bengal.exe" "$dll" "$work/bin/"
+cd "$work"
+# The Windows spelling of this directory, as Wine maps it (drive Z: is /).
+win=$(printf 'Z:%s' "$work" | tr / '\\')
+
+failed=0
+row() { # description, expected status, command...
+  local what=$1 want=$2
+  shift 2
+  set +e
+  out=$("$@" 2>err)
+  got=$?
+  set -e
+  if [ "$got" = "$want" ]; then
+    echo "ok   $what"
+  else
+    echo "FAIL $what: exit $got, expected $want; stdout: $out; stderr: $(cat err)"
+    failed=1
+  fi
+}
+check_out() { # description, expected stdout
+  if [ "$out" = "$2" ]; then echo "ok   $1"; else echo "FAIL $1: printed '$out', expected '$2'"; failed=1; fi
+}
+pidman() { "$wine" bin/pidman.exe "$@"; }
+# Start `bengal.exe ARGS` under Wine; sets $server (its Windows PID).
+start() {
+  "$wine" bin/bengal.exe "$@" > "serve.$$.out" &
+  started+=($!)
+  for _ in $(seq 1 200); do
+    [ -s "serve.$$.out" ] && break
+    sleep 0.05
+  done
+  read -r _ server < "serve.$$.out"
+  rm -f "serve.$$.out"
+}
+serve() { start serve "$@"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== paths"
+for root in proj "$win\\proj" "${win//\\//}/proj" "\\\\?\\$win\\proj" "$win\\with space é"; do
+  row "path --root $root" 0 pidman --root "$root" path
+done
+row "path names the file the Windows way" 0 pidman --root "$win/proj" path
+check_out "  ... as $win\\proj\\.bengal.pid" "$win\\proj\\.bengal.pid"
+for file in "proj\\sub dir\\é.pid" "$win\\proj\\b.pid" "$win/proj/c.pid" "\\\\?\\$win\\proj\\d.pid"; do
+  row "write --pid-file $file (a directory made as needed)" 0 pidman write --pid-file "$file" --pid 4
+  row "  check: PID 4 is no server, removed" 1 pidman check --pid-file "$file"
+done
+[ ! -e "proj/sub dir/é.pid" ] && [ -d "proj/sub dir" ] && echo "ok   files made and removed where named" \
+  || { echo "FAIL proj/sub dir/é.pid"; failed=1; }
+
+echo "== a Bengal server (bengal.exe serve)"
+# A live program that is not a Bengal server: claims for it are released by
+# `remove` (a Bengal server's file is kept).
+start idle
+claimant=$server
+port=$(free_port)
+serve --port "$port"
+row "is-bengal $server (bengal.exe serve)" 0 pidman is-bengal "$server"
+row "is-bengal $((server + 1)) (the low bits of a PID name no process)" 1 pidman is-bengal "$((server + 1))"
+row "write its PID in 'with space é'" 0 pidman --root "$win\\with space é" write --pid "$server"
+row "check keeps a live bengal.exe server's file" 0 pidman --root "with space é" check
+check_out "  ... and names it" "$server"
+printf '%s\n' "$((server + 1))" > proj/.bengal.pid
+row "check of PID+1 (aliases the server's handle): stale, removed" 1 pidman --root proj check
+[ ! -e proj/.bengal.pid ] && echo "ok   ... removed" || { echo "FAIL PID+1 file kept"; failed=1; }
+row "port $port: in use (Wine shows no owner: unknown)" 0 pidman port "$port"
+row "preflight --port $port: Wine hides the port's owner, so it is not the server's" 1 \
+  pidman --root "with space é" preflight --yes --port "$port"
+row "acquire for another program while the server lives: held" 1 \
+  pidman --root "with space é" acquire --pid "$claimant"
+row "remove a live server's file: refused" 1 pidman --root "with space é" remove
+row "preflight --yes stops it" 0 pidman --root "$win\\with space é" preflight --yes
+row "  ... it is gone" 1 pidman is-bengal "$server"
+row "  ... and the port is free" 1 pidman port "$port"
+
+echo "== kill"
+serve
+row "kill $server" 0 pidman --json kill "$server"
+case $out in *'"outcome":"terminated"'*) echo "ok   ... terminated";; *) echo "FAIL kill: $out"; failed=1;; esac
+row "  ... gone" 1 pidman is-bengal "$server"
+
+echo "== claims"
+for round in $(seq 1 20); do
+  row "acquire for $claimant, round $round" 0 pidman --root proj acquire --pid "$claimant"
+  row "remove, round $round" 0 pidman --root proj remove
+done > claims.out
+grep -v '^ok' claims.out && failed=1 || echo "ok   20 claims released and taken again at once, never busy"
+
+echo "== run"
+row "run -- bengal.exe serve --exit: its status, the file removed" 0 \
+  pidman --root proj run -- "$win\\bin\\bengal.exe" serve --exit
+[ ! -e proj/.bengal.pid ] && echo "ok   ... removed" || { echo "FAIL run left its file"; failed=1; }
+row "run of a missing program: an error, no file" 2 pidman --root proj run -- "$win\\bin\\nothing.exe"
+[ ! -e proj/.bengal.pid ] && echo "ok   ... no file" || { echo "FAIL run left a file"; failed=1; }
+
+exit "$failed"
