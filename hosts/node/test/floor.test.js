@@ -15,7 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { load } from './package.js';
 
 const { GuestError, Plugin, signalRefusal } = await load('pidman.js');
-const { SimBackend, OWN_PID, PARENT_PID, UID } = await load('simulated.js');
+// The simulated backend is the source tree's (it is not in the package),
+// as the conformance and limits tests take it.
+import { SimBackend, OWN_PID, PARENT_PID, UID } from '../simulated.js';
 
 /** A backend that signals whatever it is asked to (and records it). */
 class Obliging extends SimBackend {

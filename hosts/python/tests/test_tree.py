@@ -153,9 +153,6 @@ ctypes.CDLL(None).pthread_exit(None)
 
 
 def test_a_server_whose_main_thread_ended_is_alive_until_its_last_thread_ends(tmp_path, real_backend):
-    if real_backend.__name__ != "LinuxBackend":
-        pytest.skip("psutil reads the command line through the main thread only: a /proc"
-                    " detail of the Linux backend")
     script = tmp_path / "bengal"
     script.write_text(MAIN_EXITS)
     port = free_port()
