@@ -185,3 +185,55 @@ fn preflight_on_a_terminal_keeps_the_server_on_no() {
     assert!(run.stdout.contains("not stopped"), "{}", run.stdout);
     assert!(server.running());
 }
+
+/// Another user's listener, seen by a user who cannot read that user's
+/// processes: through `/proc`'s system-wide socket table (Linux), and
+/// through the portable path (`lsof`, which lists only readable processes,
+/// then a bind probe: macOS's fallback), the port is in use with its owner
+/// unknown; never free.
+#[test]
+fn another_users_listener_is_in_use_with_its_owner_unknown_never_free() {
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        return crate::trust::skip(
+            "another_users_listener_is_in_use_with_its_owner_unknown_never_free",
+            "needs root, to run pidman as another user than the listener's",
+        );
+    }
+    let env = TestEnv::new();
+    let cache = env.root().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(env.root(), Some(65534), Some(65534)).unwrap();
+    // Root's listener (this test process), on every address, as a server.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    for portable in ["0", "1"] {
+        let as_nobody = |args: &[&str]| {
+            let out = std::process::Command::new(PIDMAN)
+                .args(args)
+                .current_dir(env.root())
+                .env("PIDMAN_PORTABLE", portable)
+                .env("PIDMAN_CACHE_DIR", &cache)
+                .uid(65534)
+                .gid(65534)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            Run::from(out)
+        };
+        let run = as_nobody(&["port", &port]);
+        run.expect(0);
+        assert!(
+            run.stderr.contains("cannot see") || run.stdout.contains("cannot see"),
+            "portable={portable}: {run:?}"
+        );
+        let run = as_nobody(&["preflight", "--port", &port]);
+        run.expect(1);
+        assert!(
+            run.stdout.contains("pick another port"),
+            "portable={portable}: {run:?}"
+        );
+    }
+    drop(listener);
+}

@@ -263,7 +263,7 @@ fn port(mgr: &mut PidManager, port: u16, json: bool) -> Result<Outcome, Error> {
         }
         PortDescription::Unknown(uid) => Outcome::new(
             Exit::Yes,
-            format!("in use by a process of uid {uid} that pidman cannot see"),
+            unseen_holder(uid),
             json!({"port": port, "in_use": true, "pid": null, "uid": uid}),
         ),
     })
@@ -291,5 +291,14 @@ fn acquire(mgr: &'static mut PidManager, pid: Option<u32>) -> Result<Outcome, Er
             },
             json!({"pid_file": file, "claimed": false, "holder": holder}),
         )),
+    }
+}
+
+/// Who holds a port whose owner cannot be seen, as the lines say it.
+pub fn unseen_holder(uid: u32) -> String {
+    if uid == crate::capabilities::ports::UNKNOWN_UID {
+        "in use by a process that pidman cannot see (another user's)".into()
+    } else {
+        format!("in use by a process of uid {uid} that pidman cannot see")
     }
 }

@@ -39,7 +39,8 @@ fn port_blocker(port: Option<u16>, status: &PortStatus) -> Option<String> {
             lineage_text(h)
         )),
         PortStatus::HeldByUnknown(uid) => Some(format!(
-            "port {port} is in use by a process of uid {uid} that pidman cannot see; pick another port"
+            "port {port} is {}; pick another port",
+            super::commands::unseen_holder(*uid)
         )),
         _ => None,
     }

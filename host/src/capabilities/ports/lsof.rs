@@ -1,5 +1,9 @@
 //! Ports from the `lsof` command (the Unix systems' shared path): the PIDs
 //! of the processes with a TCP socket on the port, in the state asked for.
+//! `lsof` lists only the processes this user may read (all of them for
+//! root): another user's listener is found by `super::unseen_listener`.
+//! An `lsof` that fails (not its "nothing found", exit 1 with no output)
+//! is an error, never a free port.
 
 use std::process::Command;
 
@@ -19,8 +23,19 @@ pub fn sockets(port: u16, listening: bool) -> Result<Vec<Owned>, Error> {
         .args(["-nP", &format!("-iTCP:{port}"), state, "-t"])
         .output()
         .map_err(|e| Error::Unsupported(format!("no socket table here and no lsof: {e}")))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Exit 1 with nothing on stdout is "no such socket"; anything else
+    // unsuccessful is lsof failing.
+    let nothing_found = output.status.code() == Some(1) && stdout.trim().is_empty();
+    if !output.status.success() && !nothing_found {
+        return Err(Error::Io(format!(
+            "lsof failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
     let uid = crate::capabilities::process_table::own_uid();
-    Ok(String::from_utf8_lossy(&output.stdout)
+    Ok(stdout
         .lines()
         .filter_map(|l| l.trim().parse::<Pid>().ok())
         .map(|pid| Owned {

@@ -44,6 +44,35 @@ pub struct Owned {
     pub pid: Pid,
 }
 
+/// A listener this user cannot see the owner of, found by trying to bind
+/// the port (as a new server would: with `SO_REUSEADDR`, on every IPv4 and
+/// IPv6 address): where the socket table lists only this user's own
+/// processes (`lsof`, libproc), another user's listener would otherwise
+/// read as a free port. Its owner and uid are unknown (PID 0, uid
+/// `u32::MAX`, which no user has).
+#[cfg(unix)]
+pub fn unseen_listener(port: u16) -> Option<Owned> {
+    let in_use = |address: &str| {
+        matches!(
+            std::net::TcpListener::bind((address, port)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+        )
+    };
+    (port != 0 && (in_use("0.0.0.0") || in_use("::"))).then(|| Owned {
+        pid: 0,
+        socket: TcpSocket {
+            ipv6: false,
+            local_address: "*".into(),
+            state: crate::bindings::bengal::pid_manager::ports::TcpState::Listen,
+            uid: UNKNOWN_UID,
+            handle: 0,
+        },
+    })
+}
+
+/// The uid of a socket whose owner cannot be seen: `(uid_t)-1`, no user's.
+pub const UNKNOWN_UID: u32 = u32::MAX;
+
 impl PortTable {
     /// The TCP sockets on local `port`: listeners, or all the others.
     /// Handles are good until the next call (so that a long-lived session
@@ -60,11 +89,19 @@ impl PortTable {
         }
         #[cfg(target_os = "macos")]
         if !super::portable() {
-            return Ok(self.remember(macos::sockets(port, listening)?));
+            let mut found = macos::sockets(port, listening)?;
+            if listening && found.is_empty() {
+                found.extend(unseen_listener(port));
+            }
+            return Ok(self.remember(found));
         }
         #[cfg(unix)]
         {
-            Ok(self.remember(lsof::sockets(port, listening)?))
+            let mut found = lsof::sockets(port, listening)?;
+            if listening && found.is_empty() {
+                found.extend(unseen_listener(port));
+            }
+            Ok(self.remember(found))
         }
         #[cfg(windows)]
         {
