@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { load } from './package.js';
 
@@ -115,25 +116,16 @@ test('a name that is not UTF-8 is read lossily', () => {
 });
 
 // A threaded server whose main thread has ended while a worker thread
-// serves: /proc shows its main thread's state, `Z`, while the process runs
-// and holds its port, as every threaded server (Node itself, Go, a
-// threaded Python) is for a moment while it exits.
-const MAIN_EXITS = `\
-import ctypes, socket, sys, threading, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[2])))
-s.listen()
-threading.Thread(target=time.sleep, args=(60,)).start()
-ctypes.CDLL(None).pthread_exit(None)
-`;
+// serves (the repository's fixture, `bengal serve --main-exits`): /proc
+// shows its main thread's state, `Z`, while the process runs and holds its
+// port, as every threaded server (Node itself, Go, a threaded Python) is
+// for a moment while it exits.
+const FIXTURE = fileURLToPath(new URL('../../../tests/fixtures/bengal', import.meta.url));
 
 test('a server whose main thread ended is alive until its last thread ends', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pidman-node-main-exits-'));
-  const script = join(dir, 'bengal');
-  writeFileSync(script, MAIN_EXITS);
   const port = await freePort();
-  const server = spawn('python3', [script, 'serve', String(port)], { stdio: 'ignore' });
+  const server = spawn('python3', [FIXTURE, 'serve', '--port', String(port), '--main-exits'], { stdio: 'ignore' });
   const exited = new Promise((ok) => server.once('exit', (code, signal) => ok(signal)));
   try {
     for (let i = 0; ; i += 1) {

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,25 +139,17 @@ def test_a_name_that_is_not_utf8_is_read_lossily(real_backend):
 
 
 # A threaded server whose main thread has ended while a worker thread
-# serves: /proc shows its main thread's state, `Z`, while the process runs
-# and holds its port, as every threaded server (Node, Go, a threaded
-# Python) is for a moment while it exits.
-MAIN_EXITS = """\
-import ctypes, socket, sys, threading, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[2])))
-s.listen()
-threading.Thread(target=time.sleep, args=(60,)).start()
-ctypes.CDLL(None).pthread_exit(None)
-"""
+# serves (the repository's fixture, `bengal serve --main-exits`): /proc
+# shows its main thread's state, `Z`, while the process runs and holds its
+# port, as every threaded server (Node, Go, a threaded Python) is for a
+# moment while it exits.
+FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "bengal"
 
 
 def test_a_server_whose_main_thread_ended_is_alive_until_its_last_thread_ends(tmp_path, real_backend):
-    script = tmp_path / "bengal"
-    script.write_text(MAIN_EXITS)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(script), "serve", str(port)])
+    proc = subprocess.Popen([sys.executable, str(FIXTURE), "serve", "--port", str(port),
+                             "--main-exits"], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while True:
