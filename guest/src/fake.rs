@@ -105,6 +105,10 @@ pub struct State {
     pub randoms: u64,
     /// Calls to `snapshot`.
     pub snapshots: u32,
+    /// Calls to `parent_pid`.
+    pub parent_asks: u32,
+    /// Processes `inspect` may not read (`hidepid`): permission denied.
+    pub hidden: BTreeSet<Pid>,
     /// Runs once, right after the next snapshot is taken (a change between
     /// the snapshot and the first signal).
     pub after_snapshot: Option<fn(&mut State)>,
@@ -266,6 +270,7 @@ impl Host for Fake {
     }
 
     fn parent_pid(&self) -> Pid {
+        self.0.borrow_mut().parent_asks += 1;
         PARENT_PID
     }
 
@@ -295,6 +300,9 @@ impl Host for Fake {
             )));
         }
         let proc = state.procs.get(&pid).ok_or(Error::NotFound)?;
+        if state.hidden.contains(&pid) {
+            return Err(Error::PermissionDenied(format!("/proc/{pid}: hidepid")));
+        }
         Ok(ProcessInfo {
             pid,
             name: proc.argv.first().cloned().unwrap_or_default(),

@@ -75,6 +75,7 @@ mod tree_tests;
 
 use crate::wasi_host::WasiHost;
 use crate::wit::bengal::pid_manager::files::Lock;
+use crate::wit::bengal::pid_manager::log::Level;
 use crate::wit::bengal::pid_manager::types::{Error, Pid};
 use crate::wit::exports::bengal::pid_manager::manager::{
     Claim, ClearReport, Guest, PortDescription, PortOwner, PreflightReport, StaleServer,
@@ -85,6 +86,10 @@ use crate::wit::exports::bengal::pid_manager::manager::{
 struct Plugin;
 
 impl Guest for Plugin {
+    fn set_log_level(least: Option<Level>) {
+        wasi_host::set_log_level(least);
+    }
+
     fn get_pid_file(project_root: String) -> String {
         policy::pidfile::path_in(&project_root)
     }

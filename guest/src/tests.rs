@@ -118,6 +118,46 @@ fn check_never_reports_the_caller_or_its_parent() {
 }
 
 #[test]
+fn a_dead_pids_check_never_asks_for_the_parent() {
+    // The caller's parent runs, so a PID that does not (none, a zombie) is
+    // never it: the check spares the host that call, and still removes.
+    let fake = Fake::new();
+    fake.spawn(4243, "bengal serve");
+    fake.with_proc(4243, |p| p.state = ProcessState::Zombie);
+    for contents in ["31337", "4243"] {
+        fake.write(PID_FILE, contents.as_bytes());
+        assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None), "{contents}");
+        assert_eq!(fake.file(PID_FILE), None, "{contents}: removed");
+    }
+    assert_eq!(fake.0.borrow().parent_asks, 0);
+    // A live one is asked about: here it is the parent, and kept.
+    fake.write(PID_FILE, PARENT_PID.to_string().as_bytes());
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert!(fake.file(PID_FILE).is_some());
+    assert_eq!(fake.0.borrow().parent_asks, 1);
+}
+
+#[test]
+fn a_parent_that_cannot_be_read_is_still_the_caller() {
+    // hidepid, or a parent of another user's: its file is kept, never
+    // removed as "cannot be verified".
+    let fake = Fake::new();
+    fake.0.borrow_mut().hidden.insert(PARENT_PID);
+    fake.write(PID_FILE, PARENT_PID.to_string().as_bytes());
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert!(
+        fake.file(PID_FILE).is_some(),
+        "the caller's parent's file is kept"
+    );
+    // Any other unreadable PID is stale.
+    fake.spawn(4244, "bengal serve");
+    fake.0.borrow_mut().hidden.insert(4244);
+    fake.write(PID_FILE, b"4244");
+    assert_eq!(check_stale_pid(&fake, PID_FILE), Ok(None));
+    assert_eq!(fake.file(PID_FILE), None);
+}
+
+#[test]
 fn check_reports_read_errors() {
     let fake = Fake::new();
     fake.put(

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
 #[cfg(not(target_os = "wasi"))]
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,19 @@ use crate::wit::bengal::pid_manager::types::{Error, Pid, ProcessIdentity};
 
 /// The real capabilities of a running component.
 pub struct WasiHost;
+
+/// The least level the host wants messages of (`set-log-level`): a
+/// [`Level`] as a number, [`NO_MESSAGES`] for none. Every message until the
+/// host says otherwise.
+static LEAST_LEVEL: AtomicU8 = AtomicU8::new(Level::Debug as u8);
+/// Above every level: the host wants no message.
+const NO_MESSAGES: u8 = Level::Warn as u8 + 1;
+
+/// `set-log-level`: send only messages of at least `least` from now on
+/// (none: no message).
+pub fn set_log_level(least: Option<Level>) {
+    LEAST_LEVEL.store(least.map_or(NO_MESSAGES, |l| l as u8), Ordering::Relaxed);
+}
 
 impl Host for WasiHost {
     type Lock = Lock;
@@ -236,7 +250,9 @@ impl Host for WasiHost {
     }
 
     fn log(&self, level: Level, message: &str) {
-        log::emit(level, message);
+        if level as u8 >= LEAST_LEVEL.load(Ordering::Relaxed) {
+            log::emit(level, message);
+        }
     }
 }
 

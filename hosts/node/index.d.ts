@@ -200,7 +200,11 @@ export class Plugin {
   static load(options?: { gen?: string }): Promise<Plugin>;
   /** Each call's wall-clock budget in ms (plus the call's own timeout). */
   budgetMs: number;
-  /** What the plugin logged during the last call. */
+  /** The least level of message the plugin sends (null: none); 'warn' by
+   *  default. A message below it never leaves the plugin, which saves a
+   *  call into JavaScript per message. */
+  logLevel: 'debug' | 'info' | 'warn' | null;
+  /** What the plugin logged, at `logLevel` or above, during the last call. */
   log: string[];
   /** Call the manager export `exportName` (camelCase) on `backend`, in the
    *  instance for `grantDir`, the one directory it may use. */

@@ -182,6 +182,9 @@ function capabilities(ctx) {
   };
 }
 
+/** The levels `Plugin.logLevel` takes, least first; null: no message. */
+const LOG_LEVELS = ['debug', 'info', 'warn', null];
+
 /** Unwrap an export's thrown ComponentError into a GuestError. */
 function guestError(e) {
   if (e && e.payload && typeof e.payload.tag === 'string') {
@@ -212,6 +215,7 @@ export class Plugin {
     this.getCoreModule = getCoreModule;
     this.sessions = new Map();
     this.log = [];
+    this.logLevel = 'warn';
     this.budgetMs = DEFAULT_BUDGET_MS;
     // One context and one script for every call's time budget (a new
     // context per call costs about a millisecond).
@@ -254,7 +258,9 @@ export class Plugin {
       'wasi:random/insecure-seed': random.insecureSeed,
     });
     const manager = root.manager ?? root['bengal:pid-manager/manager@0.1.0'];
-    session = { ctx, manager };
+    // logLevel: what this instance was last told to send (undefined: never
+    // told, so it sends every message).
+    session = { ctx, manager, logLevel: undefined };
     this.sessions.set(grantDir, session);
     return session;
   }
@@ -262,12 +268,24 @@ export class Plugin {
   /** Call `exportName` of the manager interface on `backend`, in the
    *  instance for `grantDir`. */
   async call(backend, grantDir, exportName, ...args) {
+    const level = this.logLevel;
+    if (!LOG_LEVELS.includes(level)) {
+      throw new TypeError(`logLevel must be one of 'debug', 'info', 'warn' or null, not ${String(level)}`);
+    }
     const session = await this.#session(grantDir);
     session.ctx.backend = backend;
     session.ctx.log = this.log = [];
     const own = TIMEOUT_ARG[exportName] === undefined ? undefined : args[TIMEOUT_ARG[exportName]];
     const timeout = this.budgetMs + (own === undefined ? 0 : Number(own));
-    this.guard.run = () => session.manager[exportName](...args);
+    this.guard.run = () => {
+      // The instance is told the level only when it changes: a message
+      // below it never crosses into JavaScript (a crossing saved each).
+      if (session.logLevel !== level) {
+        session.manager.setLogLevel(level ?? undefined);
+        session.logLevel = level;
+      }
+      return session.manager[exportName](...args);
+    };
     try {
       return this.script.runInContext(this.guard, { timeout });
     } catch (e) {

@@ -4,7 +4,7 @@
 
 use crate::host::{FileRead, Host};
 use crate::policy::identity::{command_line, is_bengal_argv, started_after_file};
-use crate::policy::lock::{self, LockState, is_caller};
+use crate::policy::lock::{self, LockState};
 use crate::policy::pidfile::{self, Garbage};
 use crate::policy::write;
 use crate::wit::bengal::pid_manager::log::Level;
@@ -144,11 +144,24 @@ fn judge(
             )));
         }
     };
-    if is_caller(host, pid) {
+    if pid == host.own_pid() {
+        return Ok(Verdict::Caller(pid));
+    }
+    let inspected = host.inspect(pid);
+    // The caller's parent runs (an orphan's parent is its new one): a PID
+    // no process has, or one that has exited, is never it, and the parent's
+    // PID is asked only of the rest (a call into the host saved on a dead
+    // PID's check).
+    let ended = match &inspected {
+        Err(Error::NotFound) => true,
+        Ok(info) => info.state != ProcessState::Running,
+        Err(_) => false,
+    };
+    if !ended && pid == host.parent_pid() {
         return Ok(Verdict::Caller(pid));
     }
     let stale = |why: String| Ok(Verdict::Stale(why));
-    let info = match host.inspect(pid) {
+    let info = match inspected {
         Ok(info) => info,
         Err(Error::NotFound) => return stale(format!("PID {pid} is not running")),
         Err(Error::PermissionDenied(why)) => {

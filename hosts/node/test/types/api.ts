@@ -82,6 +82,8 @@ export async function everything(root: string, port: number): Promise<void> {
 
   const plugin: Plugin = await Plugin.load();
   plugin.budgetMs = 1000;
+  plugin.logLevel = 'debug';
+  plugin.logLevel = null;
   const backend: Backend | null = null;
   if (backend) console.log(await plugin.call(backend, root, 'getPidFile', root), plugin.log.join('\n'));
 }

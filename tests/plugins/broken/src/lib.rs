@@ -27,6 +27,8 @@ fn unsupported<T>() -> Result<T, Error> {
 }
 
 impl Guest for Broken {
+    fn set_log_level(_least: Option<bengal::pid_manager::log::Level>) {}
+
     /// Names a PID file outside the root it was given, for a root named
     /// `...grant-escape`: the host must refuse it.
     fn get_pid_file(project_root: String) -> String {
