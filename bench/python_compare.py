@@ -23,8 +23,10 @@ records (not measured by this script).
 Crossings are counted in a separate pass (so that the counting costs the
 timed runs nothing): a second `Plugin`, whose host imports are registered
 through a wrapper that counts and times each callback wasmtime-py makes
-into Python, split into its parts (rebuilding the import's types, lifting
-the arguments, pidman's callback, lowering the result).
+into Python, split into its parts (the import's types, which the package
+keeps after a callback's first call; lifting the arguments; pidman's
+callback; lowering the result), the same steps as the package's own
+callback entry (`pidman_wasm._runtime._reuse_types`).
 """
 
 import os
@@ -114,6 +116,8 @@ class Crossings:
         from wasmtime.component._enter import catch_exceptions
         from wasmtime.component._types import FuncType
 
+        from pidman_wasm._runtime import _import_types
+
         me = self
         names: dict = {}
         add_instance, add_func = _linker.LinkerInstance.add_instance, _linker.LinkerInstance.add_func
@@ -125,11 +129,9 @@ class Crossings:
             return inst
 
         def func(self, name, body):
-            full = f"{getattr(self, '_bench_iface', '')}.{name}"
-            def named(*args):
-                return body(*args)
-            names[id(named)] = full
-            return add_func(self, name, named)
+            # Registered as it is: the package keeps its callbacks' types on them.
+            names[id(body)] = f"{getattr(self, '_bench_iface', '')}.{name}"
+            return add_func(self, name, body)
 
         def resource(self, name, ty, dtor):
             full = f"{getattr(self, '_bench_iface', '')}.{name}.drop"
@@ -142,25 +144,23 @@ class Crossings:
                     me.parts["callback"] += time.perf_counter() - start
             return add_resource(self, name, ty, counted)
 
-        # wasmtime-py's own `func_impl`, with its parts timed.
+        # The package's `func_impl`, with its parts timed.
         @ffi.wasmtime_component_func_callback_t
         def func_impl(idx, context, ty_raw, args, nargs, results, nresults):
             entered = time.perf_counter()
 
             def run(store):
                 t0 = time.perf_counter()
-                with FuncType._from_ptr(ty_raw, owner=store) as fty:
-                    body = _linker.FUNCTIONS.get(idx or 0)
-                    param_tys = fty.params
-                    result_ty = fty.result
-                    t1 = time.perf_counter()
-                    pyargs = [ty.convert_from_c(args[i]) for (_, ty), i in zip(param_tys, range(nargs))]
-                    t2 = time.perf_counter()
-                    result = body(store, *pyargs)
-                    t3 = time.perf_counter()
-                    if result_ty is not None:
-                        result_ty.convert_to_c(store, result, results)
-                    t4 = time.perf_counter()
+                body = _linker.FUNCTIONS.get(idx or 0)
+                param_tys, result_ty = _import_types(body, ty_raw, store, FuncType)
+                t1 = time.perf_counter()
+                pyargs = [ty.convert_from_c(args[i]) for i, ty in enumerate(param_tys)]
+                t2 = time.perf_counter()
+                result = body(store, *pyargs)
+                t3 = time.perf_counter()
+                if result_ty is not None:
+                    result_ty.convert_to_c(store, result, results)
+                t4 = time.perf_counter()
                 me.calls[names.get(id(body), "?")] += 1
                 me.parts["types"] += t1 - t0
                 me.parts["lift args"] += t2 - t1

@@ -179,7 +179,7 @@ impl Host for WasiHost {
             file.sync_all()?;
             // Closed before the rename: Windows renames no open file.
             drop(file);
-            log::emit(Level::Debug, &format!("temporary file written: {temp}"));
+            self.log(Level::Debug, &format!("temporary file written: {temp}"));
             fs::rename(temp, path)?;
             // The rename is durable once the directory is synced. Windows
             // syncs no directory (it refuses the handle: access denied, or

@@ -54,6 +54,10 @@ TIMEOUT_ARG = {"kill-stale-process": 1, "clear-stale": 3}
 # The largest PID a system has (`pid_t` is an i32): beyond it, a number is
 # never a process's PID, and the host refuses to signal it.
 MAX_PID = (1 << 31) - 1
+# The WIT `log.level` cases, least first: what `Plugin.log_level` accepts
+# (or None: no message at all).
+LOG_LEVELS = ("debug", "info", "warn")
+DEFAULT_LOG_LEVEL = "warn"
 
 
 class PIDManError(Exception):
@@ -148,6 +152,16 @@ def _trap_cause(text: str) -> str:
     if "Caused by:" in lines and lines.index("Caused by:") + 1 < len(lines):
         return lines[lines.index("Caused by:") + 1]
     return lines[-1] if lines else "the plugin trapped"
+
+
+def _log_level(value: object) -> Optional[str]:
+    """`value` as a `log_level`: one of LOG_LEVELS, or None (no message);
+    ValueError for anything else (wasmtime-py would lower any string, and
+    the plugin trap on it)."""
+    if value is None or (isinstance(value, str) and value in LOG_LEVELS):
+        return value
+    raise ValueError(f"log_level must be one of {', '.join(map(repr, LOG_LEVELS))} or None,"
+                     f" not {value!r}")
 
 
 def _unwrap(value: Any, rt: ModuleType) -> Any:
@@ -261,13 +275,134 @@ def _thread_safe(rt: ModuleType) -> None:
         setattr(types, "case_test_cache", _PerThreadSet())
 
 
+# wasmtime-py 50 rebuilds an import's types on every call into Python, and
+# then, lowering the result, rebuilds each nested type as often as it asks
+# about it: a record's fields and a variant's cases are new Python objects,
+# one ctypes call per field or case, on every callback (for `inspect`'s
+# `result<process-info, error>`, about 120 us of a crossing's 210). A type
+# never changes, and every call of one of pidman's callbacks has the same
+# type: both are worked out once and kept.
+
+
+class _HostFunc:
+    """A callback pidman gives a plugin's linker. That linker instantiates
+    only its plugin's component (a forked child makes a new linker, with
+    new callbacks), so every call of it has the same WIT type: the patched
+    `func_impl` keeps the types of its first call here (`types`)."""
+
+    __slots__ = ("body", "types")
+
+    def __init__(self, body: Callable[..., Any]):
+        self.body = body
+        #: (the parameters' types, the result's type or None), once known.
+        self.types: Optional[tuple[list[Any], Any]] = None
+
+    def __call__(self, *args: Any) -> Any:
+        return self.body(*args)
+
+
+def _import_types(func: Any, ty_raw: Any, store: Any, func_type: Any) -> tuple[list[Any], Any]:
+    """(the parameters' types, the result's type or None) of a call of the
+    host function `func`, whose type wasmtime passed as `ty_raw`: kept from
+    the first call for pidman's own callbacks, rebuilt for any other's (as
+    wasmtime-py does). `func_type` is wasmtime-py's FuncType class."""
+    if isinstance(func, _HostFunc) and func.types is not None:
+        return func.types
+    with func_type._from_ptr(ty_raw, owner=store) as fty:
+        types = ([ty for _, ty in fty.params], fty.result)
+    if isinstance(func, _HostFunc):
+        func.types = types  # a race stores equal values: no lock needed
+    return types
+
+
+def _memoized(getter: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`getter`, a type's property or method without arguments, computed
+    once per type object and kept on it. A list comes back as a copy each
+    time (a caller may change its own list)."""
+    key = f"_pidman_{getter.__name__}"
+
+    def memo(self: Any) -> Any:
+        try:
+            value = self.__dict__[key]
+        except KeyError:
+            value = getter(self)
+            if isinstance(value, list):
+                value = tuple(value)
+            self.__dict__[key] = value  # a race stores equal values
+        return list(value) if isinstance(value, tuple) else value
+    return memo
+
+
+# What wasmtime-py's types compute through ctypes on every use: each
+# class's properties (and `_tagged`, whether a variant lowers tagged).
+_MEMOIZED = {
+    "RecordType": ("fields",),
+    "TupleType": ("elements",),
+    "ListType": ("element",),
+    "VariantType": ("cases",),
+    "OptionType": ("payload",),
+    "ResultType": ("ok", "err"),
+    "VariantLikeType": ("_tagged",),
+}
+
+
+def _reuse_types(rt: ModuleType) -> None:
+    """Make wasmtime-py's component module `rt` keep what it works out about
+    types instead of rebuilding it on every callback: its types' structure
+    (`_MEMOIZED`) and, for pidman's callbacks, the import's types (its
+    `func_impl`, which every callback enters, replaced by the same steps
+    with `_import_types`). Results are unchanged: the same types, the same
+    conversions. (A wasmtime-py laid out otherwise is left as it is.)"""
+    try:
+        linker, types = rt._linker, rt._types
+        found = []
+        for name, members in _MEMOIZED.items():
+            cls = getattr(types, name)
+            found += [(cls, member, cls.__dict__[member]) for member in members]
+        functions, func_type = linker.FUNCTIONS, linker.FuncType
+        catch_exceptions = linker.catch_exceptions
+        make_callback = linker.ffi.wasmtime_component_func_callback_t
+    except (AttributeError, KeyError):
+        return
+    for cls, member, original in found:
+        is_property = isinstance(original, property)
+        memo = _memoized(original.fget if is_property else original)
+        setattr(cls, member, property(memo) if is_property else memo)
+
+    # wasmtime-py's `func_impl`, with the types from `_import_types`.
+    def func_impl(idx: Any, context: Any, ty_raw: Any, args: Any, nargs: int,
+                  results: Any, nresults: int) -> Any:
+        def run(store: Any) -> None:
+            func = functions.get(idx or 0)
+            param_tys, result_ty = _import_types(func, ty_raw, store, func_type)
+            assert len(param_tys) == nargs
+            assert nresults == (0 if result_ty is None else 1)
+            result = func(store, *[ty.convert_from_c(args[i]) for i, ty in enumerate(param_tys)])
+            if result_ty is None:
+                assert result is None
+            else:
+                result_ty.convert_to_c(store, result, results)
+        return catch_exceptions(context, run)
+
+    # `LinkerInstance.add_func` registers whatever `func_impl` is now.
+    linker.func_impl = make_callback(func_impl)
+
+
+def _patch(rt: ModuleType) -> None:
+    """wasmtime-py's component module `rt` made safe for threads and spared
+    rebuilding types (the installed one at import, a forked child's private
+    copy when it loads)."""
+    _thread_safe(rt)
+    _reuse_types(rt)
+
+
 # --- a private wasmtime for a forked child ----------------------------------
 
 _WASMTIME_LOCK = threading.Lock()
 # The wasmtime this process runs plugins with: the installed one until a
 # fork, then the child's private copy (made on its first call).
 _wasmtime: Optional[tuple[ModuleType, ModuleType]] = (wasmtime, c)
-_thread_safe(c)
+_patch(c)
 # What a child must never free: the parent's plugin objects, whose
 # destructors would run through the parent's runtime.
 _PARENTS_OBJECTS: list[Any] = []
@@ -296,7 +431,7 @@ def _fresh_wasmtime() -> tuple[ModuleType, ModuleType]:
         try:
             wt = importlib.import_module("wasmtime")
             rt = importlib.import_module("wasmtime.component")
-            _thread_safe(rt)
+            _patch(rt)
         finally:
             sys.path.remove(temp)
             for k in [k for k in sys.modules if k == "wasmtime" or k.startswith("wasmtime.")]:
@@ -321,10 +456,14 @@ def _current_wasmtime() -> tuple[ModuleType, ModuleType]:
 class _Call:
     """One call under way on this thread: what its callbacks act on."""
 
-    def __init__(self, backend: Any, grant_dir: str, deadline: float):
+    def __init__(self, backend: Any, grant_dir: str, deadline: float,
+                 log_level: Optional[str]):
         self.backend = backend
         self.grant_dir = grant_dir
         self.deadline = deadline
+        #: The least level of message this call keeps (None: none), as the
+        #: plugin was told before the call.
+        self.log_level = log_level
         self.log: list[str] = []
         #: An exception of the backend that trapped the call.
         self.failure: Optional[BaseException] = None
@@ -339,6 +478,11 @@ class _Session:
         self.instance = instance
         self.manager = manager
         self.funcs: dict[str, Any] = {}
+        #: The least level of message this instance sends (its
+        #: `set-log-level`, which it keeps for its life). A new instance
+        #: sends every message until told otherwise (the WIT's rule): what
+        #: "debug" asks for, so a plugin that wants "debug" never calls it.
+        self.log_level: Optional[str] = "debug"
 
     def func(self, export: str) -> Any:
         found = self.funcs.get(export)
@@ -355,12 +499,22 @@ class Plugin:
     """One compiled plugin (compiled once, through the cache) and a pool of
     instances of it per directory it may use: an instance is kept across
     calls, one call at a time, and dropped when it traps. Safe to call from
-    any number of threads, from a backend's callback, and after `fork`."""
+    any number of threads, from a backend's callback, and after `fork`.
 
-    def __init__(self, wasm_path: str, cache_dir: Any = _DEFAULT):
+    `log` is what the plugin logged during the last call (on any thread),
+    as "level: message" lines; only messages of at least `log_level`
+    ("debug", "info" or "warn"; None: none at all; default "warn"). The
+    plugin is told the level (`set-log-level`) and sends nothing below it:
+    a message it would send costs a call into Python (tens of
+    microseconds). Telling an instance costs one such call, made only when
+    the level differs from what that instance was last told."""
+
+    def __init__(self, wasm_path: str, cache_dir: Any = _DEFAULT,
+                 log_level: Optional[str] = DEFAULT_LOG_LEVEL):
         self.wasm_path = wasm_path
         self.cache_dir = cache_dir
         self.budget_s = DEFAULT_BUDGET_S
+        self.log_level = log_level
         self.log: list[str] = []
         self._local = threading.local()
         self._mutex = threading.Lock()
@@ -370,8 +524,19 @@ class Plugin:
         self._locks: dict[int, tuple[Any, Any]] = {}
         self._next_lock = itertools.count(1)
         self._idle: "OrderedDict[str, list[_Session]]" = OrderedDict()
-        self._build(wasmtime, c)
+        self._build(*_current_wasmtime())
         _PLUGINS.add(self)
+
+    @property
+    def log_level(self) -> Optional[str]:
+        """The least level of message kept in `log`: "debug", "info",
+        "warn", or None for none (ValueError for anything else). Takes
+        effect from the next call, in every instance."""
+        return self._log_level
+
+    @log_level.setter
+    def log_level(self, value: Optional[str]) -> None:
+        self._log_level = _log_level(value)
 
     def _build(self, wt: ModuleType, rt: ModuleType) -> None:
         """Engine, component and linker, in wasmtime `wt` (module) and `rt`
@@ -450,11 +615,19 @@ class Plugin:
                 granted(self._call().grant_dir, path, itself=True)))))
             i.add_func("try-lock", guard(lambda s, path, wait_ms: self._try_lock(path, wait_ms)))
         with root.add_instance(PACKAGE.format("log")) as i:
-            i.add_func("emit", guard(lambda s, level, message: self._call().log.append(
-                f"{level}: {message}")))
+            i.add_func("emit", guard(lambda s, level, message: self._emit(level, message)))
 
     def _backend(self) -> Any:
         return self._call().backend
+
+    def _emit(self, level: str, message: str) -> None:
+        """`log.emit`: kept when at least the call's level. (The plugin sends
+        nothing below it once told; this holds `log` to its meaning for a
+        plugin that sends more.)"""
+        call = self._call()
+        least = call.log_level
+        if least is not None and LOG_LEVELS.index(level) >= LOG_LEVELS.index(least):
+            call.log.append(f"{level}: {message}")
 
     def _record(self, **fields: Any) -> Any:
         return record(self.rt, **fields)
@@ -470,7 +643,7 @@ class Plugin:
             except Exception as e:
                 self._call().failure = e
                 raise self.wt.WasmtimeError(f"the host failed: {e!r}")
-        return callback
+        return _HostFunc(callback)
 
     def _answer(self, body: Callable[..., Any]) -> Callable[..., Any]:
         """A callback whose result is a WIT `result`: a GuestError becomes
@@ -579,14 +752,16 @@ class Plugin:
         instance for `grant_dir`, unwrapping its result (GuestError for the
         error variant, PluginTrap for a trap, which also drops the
         instance). A `HostLock` argument is lowered as the lock it names;
-        a lock in the result comes back as a `HostLock`."""
+        a lock in the result comes back as a `HostLock`. An instance last
+        told another `log_level` (or a new one, unless the level is
+        "debug") is told this one first."""
         self._ensure_process()
         grant_dir = grant_dir.rstrip("/") or "/"
         own = args[TIMEOUT_ARG[export]] if export in TIMEOUT_ARG else None
         budget = self.budget_s + (own or 0) / 1000
         args = tuple(self.rt.ResourceHost.own(int(a), LOCK_TYPE) if isinstance(a, HostLock)
                      else a for a in args)
-        ctx = _Call(backend, grant_dir, time.monotonic() + budget)
+        ctx = _Call(backend, grant_dir, time.monotonic() + budget, self._log_level)
         stack = getattr(self._local, "stack", None)
         if stack is None:
             stack = self._local.stack = []
@@ -595,6 +770,8 @@ class Plugin:
         try:
             session = self._take(grant_dir) or self._new_session(grant_dir)
             store = session.store
+            if session.log_level != ctx.log_level:
+                self._set_log_level(session, ctx.log_level, budget)
             store.set_fuel(FUEL_PER_CALL)
             store.set_epoch_deadline(max(1, int(budget / EPOCH_TICK_S)))
             func = session.func(export)
@@ -610,6 +787,19 @@ class Plugin:
             self.log = ctx.log
         self._give_back(grant_dir, session)
         return _unwrap(result, self.rt)
+
+    @staticmethod
+    def _set_log_level(session: _Session, least: Optional[str], budget: float) -> None:
+        """Tell `session`'s instance the least level of message to send (a
+        call of its own, with the fuel and time of any call); it keeps it
+        for its life."""
+        store = session.store
+        store.set_fuel(FUEL_PER_CALL)
+        store.set_epoch_deadline(max(1, int(budget / EPOCH_TICK_S)))
+        func = session.func("set-log-level")
+        func(store, least)  # option<enum>: None, or the case's name
+        func.post_return(store)
+        session.log_level = least
 
     def _lift_lock(self, value: Any, store: Any) -> Any:
         """A lock resource the plugin returned (a granted claim), as the
