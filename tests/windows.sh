@@ -42,6 +42,8 @@ work=$(mktemp -d)
 started=()
 cleanup() {
   for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Whatever a failing row left running in this suite's own Wine prefix.
+  /usr/lib/wine/wineserver64 -k 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -142,5 +144,92 @@ row "run -- bengal.exe serve --exit: its status, the file removed" 0 \
 [ ! -e proj/.bengal.pid ] && echo "ok   ... removed" || { echo "FAIL run left its file"; failed=1; }
 row "run of a missing program: an error, no file" 2 pidman --root proj run -- "$win\\bin\\nothing.exe"
 [ ! -e proj/.bengal.pid ] && echo "ok   ... no file" || { echo "FAIL run left a file"; failed=1; }
+
+echo "== run -- npm: a .cmd found through PATH and PATHEXT"
+mkdir -p tools
+printf '@"%s\\bin\\bengal.exe" serve --exit\r\n' "$win" > tools/npm.cmd
+export WINEPATH="$win\\tools"
+row "run -- npm run dev (npm.cmd on PATH): its status, the file removed" 0 \
+  pidman --root proj run -- npm run dev
+unset WINEPATH
+[ ! -e proj/.bengal.pid ] && echo "ok   ... removed" || { echo "FAIL run left its file"; failed=1; }
+
+echo "== run holds its server's tree in a job that ends with it"
+# Wine's sockets are the host's: a port the tree holds cannot be bound here.
+port_free_within() { # port, seconds
+  python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while True:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+        sys.exit(0)
+    except OSError:
+        if time.monotonic() > until:
+            sys.exit(1)
+        time.sleep(0.1)
+PY
+}
+port_held_within() { # port, seconds
+  local i
+  for i in $(seq 1 $(( $2 * 10 ))); do port_free_within "$1" 0 || return 0; sleep 0.1; done
+  return 1
+}
+port=$(free_port)
+# Output to a file: a child that outlived run would hold a pipe open.
+set +e
+"$wine" bin/pidman.exe --root proj run -- "$win\\bin\\bengal.exe" serve --exit \
+  --spawn "$win\\bin\\bengal.exe" serve --port "$port" > run.out 2>&1
+got=$?
+set -e
+[ "$got" = 0 ] && echo "ok   run -- a server that starts a listening child, then exits: 0" \
+  || { echo "FAIL run of a server with a child: exit $got: $(cat run.out)"; failed=1; }
+port_free_within "$port" 10 && echo "ok   ... its child ended with run: the port is free" \
+  || { echo "FAIL the server's child outlived run and holds $port"; failed=1; }
+port=$(free_port)
+"$wine" bin/pidman.exe --root proj run -- "$win\\bin\\bengal.exe" serve --spawn "$win\\bin\\bengal.exe" serve --port "$port" > run.out 2>&1 &
+run_pid=$!
+started+=("$run_pid")
+if port_held_within "$port" 20; then
+  echo "ok   run's server's child listens on $port"
+  kill -KILL "$run_pid"
+  wait "$run_pid" 2>/dev/null || true
+  port_free_within "$port" 10 && echo "ok   run SIGKILLed: the server and its child ended with it, the port is free" \
+    || { echo "FAIL run SIGKILLed: the server's tree outlived it and holds $port"; failed=1; }
+else
+  echo "FAIL the server's child never listened on $port: $(cat run.out)"; failed=1
+fi
+
+echo "== a tree: a server whose child serves (parents from the process snapshot)"
+port=$(free_port)
+start serve --spawn "$win\\bin\\bengal.exe" serve --port "$port"
+parent=$server
+if port_held_within "$port" 20; then
+  row "kill --dry-run $parent" 0 pidman kill --dry-run "$parent"
+  case $out in "would stop 2 processes"*) echo "ok   ... names the server and its child";;
+    *) echo "FAIL kill --dry-run: $out"; failed=1;; esac
+  port_held_within "$port" 1 && echo "ok   ... and stops nothing" || { echo "FAIL dry run freed $port"; failed=1; }
+  row "kill $parent stops its tree" 0 pidman kill "$parent"
+  port_free_within "$port" 10 && echo "ok   ... the child too: the port is free" \
+    || { echo "FAIL kill left the child holding $port"; failed=1; }
+else
+  echo "FAIL the server's child never listened on $port"; failed=1
+fi
+
+echo "== the caller's parent"
+# A server that runs pidman itself: acquire with no --pid claims for it.
+rm -f proj/.bengal.pid
+start serve --spawn "$win\\bin\\pidman.exe" --root "$win\\proj" acquire
+for _ in $(seq 1 100); do [ -s proj/.bengal.pid ] && break; sleep 0.1; done
+if [ "$(tr -dc 0-9 < proj/.bengal.pid 2>/dev/null)" = "$server" ]; then
+  echo "ok   acquire without --pid, run by the server $server: claimed for it"
+else
+  echo "FAIL acquire without --pid named '$(cat proj/.bengal.pid 2>/dev/null)', not its parent $server"; failed=1
+fi
+row "  ... which kill stops" 0 pidman kill "$server"
+# Started from Linux, pidman.exe has no Windows parent that runs.
+row "acquire with no parent to name: an error that says so" 2 pidman --root proj acquire
+grep -q 'give --pid' err && echo "ok   ... naming --pid" || { echo "FAIL no --pid hint: $(cat err)"; failed=1; }
 
 exit "$failed"

@@ -24,8 +24,10 @@ use crate::capabilities::{files, ports::PortTable, process_table, signals};
 pub trait Backend: Send + 'static {
     /// `process-table.own-pid`.
     fn own_pid(&mut self) -> Pid;
-    /// `process-table.parent-pid`.
-    fn parent_pid(&mut self) -> Pid;
+    /// `process-table.parent-pid`: the caller's parent, 0 when it has none
+    /// any more; an error when it cannot be read (the call then fails:
+    /// never a quiet 0, which would switch the parent rule off).
+    fn parent_pid(&mut self) -> Result<Pid, Error>;
     /// `process-table.own-uid`.
     fn own_uid(&mut self) -> u32;
     /// `process-table.state`.
@@ -63,7 +65,7 @@ impl Backend for Native {
         std::process::id()
     }
 
-    fn parent_pid(&mut self) -> Pid {
+    fn parent_pid(&mut self) -> Result<Pid, Error> {
         process_table::parent_pid()
     }
 

@@ -15,6 +15,17 @@ use crate::state::PluginState;
 type Answer<T> = wasmtime::Result<Result<T, Error>>;
 
 impl<B: Backend> PluginState<B> {
+    /// The caller's parent; when it cannot be read the call fails (a trap
+    /// that names why), since every answer would be a guess.
+    fn parent(&mut self) -> wasmtime::Result<Pid> {
+        self.backend.parent_pid().map_err(|e| {
+            wasmtime::Error::msg(format!(
+                "cannot read pidman's parent process: {}",
+                crate::Error::Guest(e)
+            ))
+        })
+    }
+
     /// A blocking import may not start once the call's budget is spent: the
     /// call is stopped (a trap), whatever the plugin would do next.
     fn within_budget(&self) -> wasmtime::Result<()> {
@@ -33,7 +44,7 @@ impl<B: Backend> process_table::Host for PluginState<B> {
     }
 
     fn parent_pid(&mut self) -> wasmtime::Result<Pid> {
-        Ok(self.backend.parent_pid())
+        self.parent()
     }
 
     fn own_uid(&mut self) -> wasmtime::Result<u32> {
@@ -57,7 +68,7 @@ impl<B: Backend> signals::Host for PluginState<B> {
     fn send(&mut self, target: ProcessIdentity, sig: signals::Signal) -> Answer<()> {
         let caller = Caller {
             pid: self.backend.own_pid(),
-            parent: self.backend.parent_pid(),
+            parent: self.parent()?,
             uid: self.backend.own_uid(),
         };
         // The owner matters only to a caller that is not root.

@@ -265,8 +265,8 @@ impl Backend for Simulated {
         self.world().own_pid
     }
 
-    fn parent_pid(&mut self) -> Pid {
-        self.world().parent_pid
+    fn parent_pid(&mut self) -> Result<Pid, Error> {
+        Ok(self.world().parent_pid)
     }
 
     fn own_uid(&mut self) -> u32 {

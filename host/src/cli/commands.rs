@@ -96,8 +96,19 @@ pub fn creating_manager(
     manager(cli, pid_file)
 }
 
-fn parent_pid() -> u32 {
-    crate::capabilities::process_table::parent_pid()
+/// The PID `write` and `acquire` name by default: the caller's parent (the
+/// server that runs pidman). A parent that has ended names no server.
+fn parent_pid() -> Result<u32, Error> {
+    match crate::capabilities::process_table::parent_pid() {
+        Ok(0) => Err(Error::Io(anyhow::anyhow!(
+            "pidman's parent process has ended, so it names no server: give --pid"
+        ))),
+        Ok(pid) => Ok(pid),
+        Err(e) => Err(Error::Io(anyhow::anyhow!(
+            "cannot read pidman's parent process ({}): give --pid",
+            Error::Guest(e)
+        ))),
+    }
 }
 
 /// An error the command answers with exit 1 (a refusal, not a failure).
@@ -215,7 +226,11 @@ fn plan(mgr: &mut PidManager, pid: u32) -> Result<Outcome, Error> {
 
 fn write(mgr: &mut PidManager, pid: Option<u32>) -> Result<Outcome, Error> {
     let file = mgr.pid_file().display().to_string();
-    match mgr.write_pid_file(Some(pid.unwrap_or_else(parent_pid))) {
+    let pid = match pid {
+        Some(pid) => pid,
+        None => parent_pid()?,
+    };
+    match mgr.write_pid_file(Some(pid)) {
         Ok(written) => Ok(Outcome::new(
             Exit::Yes,
             format!("wrote {written} to {file}"),
@@ -270,7 +285,10 @@ fn port(mgr: &mut PidManager, port: u16, json: bool) -> Result<Outcome, Error> {
 }
 
 fn acquire(mgr: &'static mut PidManager, pid: Option<u32>) -> Result<Outcome, Error> {
-    let pid = pid.unwrap_or_else(parent_pid);
+    let pid = match pid {
+        Some(pid) => pid,
+        None => parent_pid()?,
+    };
     let file = mgr.pid_file().display().to_string();
     match mgr.acquire(Some(pid))? {
         // The CLI's claim ends with this process: the lock is released,

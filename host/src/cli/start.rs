@@ -4,7 +4,7 @@
 //! [`crate::supervise`]).
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 
 use serde_json::{Value, json};
 
@@ -285,26 +285,36 @@ pub fn run_server(cli: &Cli, start: &StartCheck, command: &[OsString]) -> Result
 /// wait for the server, release the claim.
 fn serve(mut guard: Guard<'_>, command: &[OsString]) -> Result<Outcome, Error> {
     let file = guard.pid_file().display().to_string();
-    // A signal that came while we checked and claimed stops us here: the
-    // server never starts.
-    if let Some(signal) = supervise::pending() {
+    // A signal that came while we checked and claimed stops us here (or,
+    // on Windows, at the last moment inside `spawn`): the server never
+    // starts.
+    let not_started = |guard: Guard<'_>, signal: supervise::Interrupt| {
         guard.release()?;
         let code = 128 + signal.number;
         let line = format!("{} before the server started: not started", signal.name);
         let fields =
             json!({"pid_file": file, "started": false, "signal": signal.name, "status": code});
-        return Ok(Outcome::new(Exit::Server(code), line, fields));
+        Ok(Outcome::new(Exit::Server(code), line, fields))
+    };
+    if let Some(signal) = supervise::pending() {
+        return not_started(guard, signal);
     }
     let foreground = supervise::in_terminal_foreground();
-    let child = supervise::spawn(command, foreground).map_err(|e| {
-        if foreground {
-            supervise::reclaim_terminal();
+    let child = match supervise::spawn(command, foreground) {
+        Ok(child) => child,
+        Err(e) => {
+            if foreground {
+                supervise::reclaim_terminal();
+            }
+            if let (io::ErrorKind::Interrupted, Some(signal)) = (e.kind(), supervise::pending()) {
+                return not_started(guard, signal);
+            }
+            return Err(Error::Io(anyhow::anyhow!(
+                "cannot start {}: {e}",
+                command[0].to_string_lossy()
+            )));
         }
-        Error::Io(anyhow::anyhow!(
-            "cannot start {}: {e}",
-            command[0].to_string_lossy()
-        ))
-    })?;
+    };
     let child_pid = child.id();
     if let Err(e) = guard.set_pid(child_pid) {
         eprintln!(

@@ -8,13 +8,41 @@
 //! server); an event that arrives before the server starts stops the
 //! wrapper instead, and the server never starts. There is no job control:
 //! the server runs in the wrapper's console as it is.
+//!
+//! The server is created suspended, then put in a Job Object that ends
+//! with the wrapper (`KILL_ON_JOB_CLOSE`), then let run: whatever it starts
+//! (`npm.cmd`'s node, a reloader's child) is in the job before it can
+//! start anything, and when the wrapper ends, however it ends (its server
+//! exited, `taskkill /F`, the console closed), every process left in the
+//! job ends too: none is left holding the port. A console event that came
+//! before the server was created stops it before it ran a single
+//! instruction.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, IntoRawHandle, OwnedHandle};
+use std::os::windows::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use windows_sys::Win32::System::Console::{CTRL_BREAK_EVENT, CTRL_C_EVENT, SetConsoleCtrlHandler};
+use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+use windows_sys::Win32::System::Console::{
+    CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
+    SetConsoleCtrlHandler,
+};
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
+};
+use windows_sys::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+    SetInformationJobObject,
+};
+use windows_sys::Win32::System::Threading::{
+    CREATE_SUSPENDED, OpenThread, ResumeThread, THREAD_SUSPEND_RESUME,
+};
 use windows_sys::core::BOOL;
 
 use super::Interrupt;
@@ -25,13 +53,23 @@ static RECEIVED: AtomicU32 = AtomicU32::new(0);
 /// `STATUS_CONTROL_C_EXIT`: how a console program that Ctrl-C ended exits.
 const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
 
+/// How long the wrapper may take to see its server out once the console
+/// closes: Windows ends a process this long (5 s) after the event.
+const CLOSE_GRACE: Duration = Duration::from_millis(4_500);
+
 unsafe extern "system" fn on_console_event(event: u32) -> BOOL {
+    let _ = RECEIVED.compare_exchange(0, event + 1, Ordering::SeqCst, Ordering::SeqCst);
     match event {
-        CTRL_C_EVENT | CTRL_BREAK_EVENT => {
-            let _ = RECEIVED.compare_exchange(0, event + 1, Ordering::SeqCst, Ordering::SeqCst);
-            1 // handled: the wrapper stays to see the server out
+        CTRL_C_EVENT | CTRL_BREAK_EVENT => 1, // the wrapper stays to see the server out
+        CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => {
+            // Windows ends the wrapper as soon as this returns: it waits
+            // here instead, while the main thread sees the server (which had
+            // the same event) out, releases the claim, removes the file and
+            // exits the process.
+            std::thread::sleep(CLOSE_GRACE);
+            0
         }
-        _ => 0, // closing the console or logging off: the default (exit)
+        _ => 0,
     }
 }
 
@@ -56,17 +94,16 @@ pub fn reclaim_terminal() {}
 
 /// A console event that arrived since [`block_forwarded`], if any: Ctrl-C
 /// counts as SIGINT (2), Ctrl-Break as the C runtime's SIGBREAK (21).
+/// The console closing, a logoff and a shutdown count as SIGHUP (1).
 pub fn pending() -> Option<Interrupt> {
-    match RECEIVED.load(Ordering::SeqCst).checked_sub(1)? {
-        CTRL_C_EVENT => Some(Interrupt {
-            name: "CTRL_C_EVENT",
-            number: 2,
-        }),
-        _ => Some(Interrupt {
-            name: "CTRL_BREAK_EVENT",
-            number: 21,
-        }),
-    }
+    let (name, number) = match RECEIVED.load(Ordering::SeqCst).checked_sub(1)? {
+        CTRL_C_EVENT => ("CTRL_C_EVENT", 2),
+        CTRL_BREAK_EVENT => ("CTRL_BREAK_EVENT", 21),
+        CTRL_CLOSE_EVENT => ("CTRL_CLOSE_EVENT", 1),
+        CTRL_LOGOFF_EVENT => ("CTRL_LOGOFF_EVENT", 1),
+        _ => ("CTRL_SHUTDOWN_EVENT", 1),
+    };
+    Some(Interrupt { name, number })
 }
 
 /// Read one line from standard input; a console Ctrl-C that came while
@@ -84,12 +121,158 @@ pub fn read_answer() -> super::Answer {
     }
 }
 
-/// Start `command` as the server, in this console.
+/// Start `command` as the server, in this console and in a job that ends
+/// with the wrapper (see the module's docs). `Interrupted` when a console
+/// event came first: the server was created, never ran, and is gone.
 pub fn spawn(command: &[OsString], _foreground: bool) -> io::Result<Child> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
-    Command::new(program).args(args).spawn()
+    let mut child = Command::new(resolve(program))
+        .args(args)
+        .creation_flags(CREATE_SUSPENDED)
+        .spawn()?;
+    // From here on the server is attached to the console: an event reaches
+    // it too. One that came before (after run's last look) stops it here.
+    if pending().is_some() {
+        end_suspended(&mut child);
+        return Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "a console event came before the server started",
+        ));
+    }
+    if let Err(e) = hold_tree(&child) {
+        eprintln!(
+            "pidman: warning: the server is not in a job of its own ({e}): \
+             what it starts may outlive run"
+        );
+    }
+    if let Err(e) = resume(child.id()) {
+        end_suspended(&mut child);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot let the server run: {e}"),
+        ));
+    }
+    Ok(child)
+}
+
+/// End a server that never ran.
+fn end_suspended(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `program` as a console's shell finds it. A bare name is looked up in
+/// `PATH` with each of `PATHEXT`'s extensions unless it already ends with
+/// one, so `npm` runs `npm.cmd` (std's `Command` looks for `npm.exe`
+/// only). A path, or a name found nowhere, is left as given (and a missing
+/// program to `Command`'s own error). Unlike `cmd.exe`, the current
+/// directory is not searched first: a file in the project never shadows
+/// the user's tools.
+pub fn resolve(program: &OsStr) -> OsString {
+    let name = Path::new(program);
+    if name.components().count() != 1 {
+        return program.into();
+    }
+    let pathext = std::env::var("PATHEXT").unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into());
+    let extensions: Vec<&str> = pathext.split(';').filter(|e| e.starts_with('.')).collect();
+    let has_one = name.extension().is_some_and(|ext| {
+        let ext = format!(".{}", ext.to_string_lossy());
+        extensions.iter().any(|e| e.eq_ignore_ascii_case(&ext))
+    });
+    if has_one {
+        return program.into();
+    }
+    let Some(path) = std::env::var_os("PATH") else {
+        return program.into();
+    };
+    for dir in std::env::split_paths(&path) {
+        for ext in &extensions {
+            let mut file = program.to_owned();
+            file.push(ext);
+            let candidate = dir.join(file);
+            if candidate.is_file() {
+                return candidate.into_os_string();
+            }
+        }
+    }
+    program.into()
+}
+
+/// Put the (suspended) server in a new job that ends every process in it
+/// when its last handle closes, and keep that handle for the wrapper's
+/// life: the operating system closes it when the wrapper ends.
+fn hold_tree(child: &Child) -> io::Result<()> {
+    // SAFETY: an unnamed job with default security; null is the failure.
+    let raw = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
+    if raw.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh handle that nothing else owns.
+    let job = unsafe { OwnedHandle::from_raw_handle(raw) };
+    // SAFETY: plain data; all zeroes is "no limits".
+    let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+    // SAFETY: the job's handle and a limits record of the size given.
+    let set = unsafe {
+        SetInformationJobObject(
+            job.as_raw_handle(),
+            JobObjectExtendedLimitInformation,
+            (&raw const limits).cast(),
+            std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        )
+    };
+    if set == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the job's handle and the child's process handle.
+    if unsafe { AssignProcessToJobObject(job.as_raw_handle(), child.as_raw_handle()) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Never closed by pidman: the job lasts exactly as long as the wrapper.
+    let _ = job.into_raw_handle();
+    Ok(())
+}
+
+/// Resume every thread of the suspended process `pid` (it has one: the
+/// main thread `CREATE_SUSPENDED` left waiting).
+fn resume(pid: u32) -> io::Result<()> {
+    // SAFETY: a plain call; INVALID_HANDLE_VALUE is the failure.
+    let raw = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+    if raw == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh handle that nothing else owns; closed on drop.
+    let snapshot = unsafe { OwnedHandle::from_raw_handle(raw) };
+    // SAFETY: THREADENTRY32 is plain data; all zeroes is a valid value.
+    let mut entry: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    let mut resumed = 0;
+    // SAFETY: a snapshot handle and an entry whose size is set.
+    let mut more = unsafe { Thread32First(snapshot.as_raw_handle(), &mut entry) } != 0;
+    while more {
+        if entry.th32OwnerProcessID == pid {
+            // SAFETY: a plain call; null is the failure.
+            let thread = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID) };
+            if thread.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a fresh handle that nothing else owns; closed on drop.
+            let thread = unsafe { OwnedHandle::from_raw_handle(thread) };
+            // SAFETY: a thread handle with THREAD_SUSPEND_RESUME.
+            if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
+                return Err(io::Error::last_os_error());
+            }
+            resumed += 1;
+        }
+        // SAFETY: as above.
+        more = unsafe { Thread32Next(snapshot.as_raw_handle(), &mut entry) } != 0;
+    }
+    if resumed == 0 {
+        return Err(io::Error::other("the server has no thread to resume"));
+    }
+    Ok(())
 }
 
 /// Whether the wrapper was told to stop: a console event arrived.

@@ -152,15 +152,17 @@ pub fn probe(pid: Pid) -> Result<ProcessState, Error> {
     windows::state(pid)
 }
 
-/// The host process's parent.
+/// The host process's parent (an orphan's is the process that adopted
+/// it).
 #[cfg(unix)]
-pub fn parent_pid() -> Pid {
-    nix::unistd::getppid().as_raw() as Pid
+pub fn parent_pid() -> Result<Pid, Error> {
+    Ok(nix::unistd::getppid().as_raw() as Pid)
 }
 
-/// The host process's parent.
+/// The host process's parent, 0 once it has ended (see
+/// [`windows::parent_pid`]).
 #[cfg(windows)]
-pub fn parent_pid() -> Pid {
+pub fn parent_pid() -> Result<Pid, Error> {
     windows::parent_pid()
 }
 

@@ -8,11 +8,15 @@ use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, FILETIME, GetLastError, HANDLE, WAIT_OBJECT_0,
+    ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, FILETIME, GetLastError, HANDLE,
+    INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::{
     GetSidSubAuthority, GetSidSubAuthorityCount, GetTokenInformation, PSID, TOKEN_QUERY,
     TOKEN_USER, TokenUser,
+};
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW, TH32CS_SNAPPROCESS,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetProcessId, GetProcessTimes, OpenProcess, OpenProcessToken,
@@ -159,21 +163,53 @@ pub fn state(pid: Pid) -> Result<ProcessState, Error> {
     }
 }
 
-/// The host process's parent, from the process table.
-pub fn parent_pid() -> Pid {
-    let Ok(mut system) = System::new() else {
-        return 0;
+/// The host process's parent: the process that started it, from a
+/// Toolhelp snapshot, while that process still runs. Windows never updates
+/// a parent PID: once the parent has ended, its PID may name a younger,
+/// unrelated process, which is no parent (0: none). A table that cannot be
+/// read is an error, never "no parent".
+pub fn parent_pid() -> Result<Pid, Error> {
+    let own = std::process::id();
+    let parent = parent_in_snapshot(own)?;
+    let parent_process = match Process::open(parent, 0) {
+        Ok(process) => process,
+        Err(ERROR_INVALID_PARAMETER) => return Ok(0),
+        // It runs, as another user: it started before anything it started.
+        Err(ERROR_ACCESS_DENIED) => return Ok(parent),
+        Err(code) => return Err(open_error(parent, code)),
     };
-    let own = sysinfo::Pid::from_u32(std::process::id());
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[own]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    system
-        .process(own)
-        .and_then(|p| p.parent())
-        .map_or(0, |p| p.as_u32())
+    let own_process = Process::open(own, 0).map_err(|code| open_error(own, code))?;
+    Ok(if parent_process.created()? <= own_process.created()? {
+        parent
+    } else {
+        0
+    })
+}
+
+/// The parent PID Toolhelp records for `pid`.
+fn parent_in_snapshot(pid: Pid) -> Result<Pid, Error> {
+    // SAFETY: a plain call; INVALID_HANDLE_VALUE is the failure.
+    let raw = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+    if raw == INVALID_HANDLE_VALUE {
+        return Err(last_error("list the processes (CreateToolhelp32Snapshot)"));
+    }
+    // SAFETY: a fresh handle that nothing else owns; closed on drop.
+    let snapshot = unsafe { OwnedHandle::from_raw_handle(raw) };
+    // SAFETY: PROCESSENTRY32W is plain data; all zeroes is a valid value.
+    let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+    // SAFETY: a snapshot handle and an entry whose size is set.
+    let mut more = unsafe { Process32FirstW(snapshot.as_raw_handle(), &mut entry) } != 0;
+    while more {
+        if entry.th32ProcessID == pid {
+            return Ok(entry.th32ParentProcessID);
+        }
+        // SAFETY: as above.
+        more = unsafe { Process32NextW(snapshot.as_raw_handle(), &mut entry) } != 0;
+    }
+    Err(Error::Io(format!(
+        "PID {pid} is not in the process table's snapshot"
+    )))
 }
 
 /// The last sub-authority (the relative id) of `sid`.
