@@ -343,6 +343,7 @@ _MEMOIZED = {
     "OptionType": ("payload",),
     "ResultType": ("ok", "err"),
     "VariantLikeType": ("_tagged",),
+    "FuncType": ("params", "result"),
 }
 
 
@@ -351,10 +352,15 @@ def _reuse_types(rt: ModuleType) -> None:
     types instead of rebuilding it on every callback: its types' structure
     (`_MEMOIZED`) and, for pidman's callbacks, the import's types (its
     `func_impl`, which every callback enters, replaced by the same steps
-    with `_import_types`). Results are unchanged: the same types, the same
-    conversions. (A wasmtime-py laid out otherwise is left as it is.)"""
+    with `_import_types`), and each export's type (`Func.type`, which every
+    call of an export asks for, kept on the `Func`: a function's type never
+    changes, and the package keeps its `Func`s). Results are unchanged: the
+    same types, the same conversions. (A wasmtime-py laid out otherwise is
+    left as it is.)"""
     try:
         linker, types = rt._linker, rt._types
+        func_cls = rt._func.Func
+        func_type_of = func_cls.__dict__["type"]
         found = []
         for name, members in _MEMOIZED.items():
             cls = getattr(types, name)
@@ -368,6 +374,13 @@ def _reuse_types(rt: ModuleType) -> None:
         is_property = isinstance(original, property)
         memo = _memoized(original.fget if is_property else original)
         setattr(cls, member, property(memo) if is_property else memo)
+
+    def kept_type(self: Any, store: Any) -> Any:
+        found = self.__dict__.get("_pidman_type")
+        if found is None:
+            found = self.__dict__["_pidman_type"] = func_type_of(self, store)
+        return found
+    func_cls.type = kept_type
 
     # wasmtime-py's `func_impl`, with the types from `_import_types`.
     def func_impl(idx: Any, context: Any, ty_raw: Any, args: Any, nargs: int,

@@ -1,7 +1,8 @@
 """What the package changes in wasmtime-py 50 for speed (`_reuse_types` in
 pidman_wasm/_runtime.py): a callback's types are worked out on its first
 call and kept, in the installed wasmtime-py and in a forked child's private
-copy; a type's structure is kept on it and handed out as copies. (That
+copy, and so is an export's; a type's structure is kept on it and handed
+out as copies. (That
 results are unchanged is what every other test checks.)"""
 
 import os
@@ -34,6 +35,28 @@ def test_a_callbacks_types_are_worked_out_once(tmp_path):
     plugin = Plugin(plugin_path(), log_level="debug")
     assert import_types_built(plugin, tmp_path) > 0
     assert import_types_built(plugin, tmp_path) == 0
+
+
+def export_types_built(plugin, directory):
+    """How many times a dead PID's check builds an export's type (one
+    with no owner)."""
+    func_type = plugin.rt._linker.FuncType
+    original = func_type._from_ptr
+    owners = []
+
+    def counted(cls, ptr, owner=None):
+        owners.append(owner)
+        return original(ptr, owner)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(func_type, "_from_ptr", classmethod(counted))
+        check_dead(plugin, directory)
+    return sum(owner is None for owner in owners)
+
+
+def test_an_exports_types_are_worked_out_once(tmp_path):
+    plugin = Plugin(plugin_path())
+    assert export_types_built(plugin, tmp_path) > 0
+    assert export_types_built(plugin, tmp_path) == 0
 
 
 def test_a_types_structure_is_kept_and_handed_out_as_copies(tmp_path):
