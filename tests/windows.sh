@@ -3,14 +3,17 @@
 # against real Windows processes (tests/fixtures/winserver: a `bengal.exe
 # serve` that listens), with project roots and PID files written as Windows
 # users write them (drive, verbatim, relative; either slash; spaces and
-# non-ASCII names). Each row prints `ok` or `FAIL`; any FAIL fails the run.
+# non-ASCII names), trees, `run`'s Job Object and a console Ctrl-C (sent by
+# tests/fixtures/winserver's consolectl.exe). Each row prints `ok` or
+# `FAIL`; any FAIL fails the run.
 #
 # Wine 8 (Debian's) lacks bcryptprimitives.dll, which Rust's std imports;
 # scripts/wine/bcryptprimitives.c is a stand-in, built here with MinGW and
 # put next to each .exe. What Wine cannot show, and so is not checked here:
 # a socket's owning PID (Wine lists every socket with PID 0: a port's owner
-# reads as unknown), console Ctrl-C from outside Wine, and a Windows parent
-# of a program started from Linux (`acquire` takes `--pid`).
+# reads as unknown), a console event sent from outside Wine or a console
+# closing, and a Windows parent of a program started from Linux (`acquire`
+# there needs `--pid`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -49,7 +52,8 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/bin" "$work/proj" "$work/with space é"
-cp "target/$target/debug/pidman.exe" "target/winserver/$target/debug/bengal.exe" "$dll" "$work/bin/"
+cp "target/$target/debug/pidman.exe" "target/winserver/$target/debug/bengal.exe" \
+  "target/winserver/$target/debug/consolectl.exe" "$dll" "$work/bin/"
 cd "$work"
 # The Windows spelling of this directory, as Wine maps it (drive Z: is /).
 win=$(printf 'Z:%s' "$work" | tr / '\\')
@@ -216,6 +220,24 @@ if port_held_within "$port" 20; then
 else
   echo "FAIL the server's child never listened on $port"; failed=1
 fi
+
+echo "== Ctrl-C at run's console"
+# consolectl.exe: a console of its own, shared with run and its server,
+# and Ctrl-C sent to all of it once the server listens.
+port=$(free_port)
+set +e
+"$wine" bin/consolectl.exe "$port" "$win\\bin\\pidman.exe" --root "$win\\proj" run -- \
+  "$win\\bin\\bengal.exe" serve --port "$port" > ctrl.out 2>&1
+got=$?
+set -e
+# The server's status: 130 on Windows (STATUS_CONTROL_C_EXIT); Wine's
+# default Ctrl-C handler exits 0.
+case $got in 0|130) echo "ok   Ctrl-C: the server ended and run with it (exit $got)";;
+  *) echo "FAIL Ctrl-C at the console: exit $got: $(cat ctrl.out)"; failed=1;; esac
+grep -q 'ctrl-c sent' ctrl.out && echo "ok   ... sent once the server listened" \
+  || { echo "FAIL no Ctrl-C was sent: $(cat ctrl.out)"; failed=1; }
+[ ! -e proj/.bengal.pid ] && echo "ok   ... run removed its file" || { echo "FAIL run left its file"; failed=1; }
+port_free_within "$port" 10 && echo "ok   ... and the port is free" || { echo "FAIL $port still held"; failed=1; }
 
 echo "== the caller's parent"
 # A server that runs pidman itself: acquire with no --pid claims for it.

@@ -23,6 +23,8 @@ use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, IntoRawHandle, OwnedHandle};
 use std::os::windows::process::CommandExt;
 use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -171,11 +173,21 @@ fn end_suspended(child: &mut Child) {
 /// directory is not searched first: a file in the project never shadows
 /// the user's tools.
 pub fn resolve(program: &OsStr) -> OsString {
+    resolve_in(
+        program,
+        std::env::var_os("PATH"),
+        std::env::var("PATHEXT").ok(),
+    )
+}
+
+/// [`resolve`], in the directories `path` lists with `pathext`'s
+/// extensions (Windows' default list when it is not set).
+fn resolve_in(program: &OsStr, path: Option<OsString>, pathext: Option<String>) -> OsString {
     let name = Path::new(program);
     if name.components().count() != 1 {
         return program.into();
     }
-    let pathext = std::env::var("PATHEXT").unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into());
+    let pathext = pathext.unwrap_or_else(|| ".COM;.EXE;.BAT;.CMD".into());
     let extensions: Vec<&str> = pathext.split(';').filter(|e| e.starts_with('.')).collect();
     let has_one = name.extension().is_some_and(|ext| {
         let ext = format!(".{}", ext.to_string_lossy());
@@ -184,7 +196,7 @@ pub fn resolve(program: &OsStr) -> OsString {
     if has_one {
         return program.into();
     }
-    let Some(path) = std::env::var_os("PATH") else {
+    let Some(path) = path else {
         return program.into();
     };
     for dir in std::env::split_paths(&path) {
@@ -292,5 +304,59 @@ pub fn exit_code(status: ExitStatus) -> u8 {
         Some(code @ 0..=255) => code as u8,
         Some(STATUS_CONTROL_C_EXIT) => 130,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::windows::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn a_bare_name_is_found_as_a_shell_finds_it() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        std::fs::write(first.path().join("npm.cmd"), "@echo npm").unwrap();
+        std::fs::write(second.path().join("npm.exe"), "").unwrap();
+        std::fs::write(second.path().join("vite.exe"), "").unwrap();
+        std::fs::write(second.path().join("vite.cmd"), "").unwrap();
+        let path = std::env::join_paths([first.path(), second.path()]).unwrap();
+        // Windows names files case-insensitively (`npm.CMD` is npm.cmd).
+        let find = |program: &str| {
+            let found = resolve_in(OsStr::new(program), Some(path.clone()), None);
+            PathBuf::from(found.to_string_lossy().to_lowercase())
+        };
+        let lower = |path: PathBuf| PathBuf::from(path.to_string_lossy().to_lowercase());
+        // The first directory that has one, whichever extension.
+        assert_eq!(find("npm"), lower(first.path().join("npm.cmd")));
+        // In one directory, PATHEXT's order: .EXE before .CMD.
+        assert_eq!(find("vite"), lower(second.path().join("vite.exe")));
+        // Already with an extension of PATHEXT (in any case), a path, or
+        // found nowhere: as given.
+        for given in ["npm.cmd", "bengal.exe", r"tools\npm", "./npm", "nothing"] {
+            assert_eq!(find(given), PathBuf::from(given), "{given}");
+        }
+        assert_eq!(
+            resolve_in(OsStr::new("npm.CMD"), Some(path.clone()), None),
+            OsString::from("npm.CMD")
+        );
+        // A name whose dot is no extension of PATHEXT is still looked up.
+        std::fs::write(first.path().join("python3.13.exe"), "").unwrap();
+        assert_eq!(
+            find("python3.13"),
+            lower(first.path().join("python3.13.exe"))
+        );
+        // PATHEXT as set, not the default.
+        let only_bat = resolve_in(OsStr::new("npm"), Some(path.clone()), Some(".BAT".into()));
+        assert_eq!(only_bat, OsString::from("npm"));
+    }
+
+    #[test]
+    fn a_server_ctrl_c_ended_exits_130() {
+        assert_eq!(exit_code(ExitStatus::from_raw(STATUS_CONTROL_C_EXIT)), 130);
+        assert_eq!(exit_code(ExitStatus::from_raw(3)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(256)), 1);
     }
 }
