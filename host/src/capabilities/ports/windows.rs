@@ -22,44 +22,48 @@ use crate::bindings::bengal::pid_manager::types::Error;
 pub fn sockets(port: u16, listening: bool) -> Result<Vec<Owned>, Error> {
     let uid = crate::capabilities::process_table::own_uid();
     let mut found = Vec::new();
-    let mut keep = |(row_port, state, pid): (u32, u32, u32), ipv6: bool, address: String| {
-        if state as i32 == MIB_TCP_STATE_TIME_WAIT {
-            return;
-        }
-        // The port is in network byte order in the low 16 bits.
-        let state = match state as i32 {
-            MIB_TCP_STATE_LISTEN => TcpState::Listen,
-            MIB_TCP_STATE_ESTAB => TcpState::Established,
-            _ => TcpState::Other,
-        };
-        if u16::from_be(row_port as u16) == port && (state == TcpState::Listen) == listening {
-            let socket = TcpSocket {
-                ipv6,
-                local_address: address,
-                state,
-                uid,
-                handle: 0,
-            };
-            found.push(Owned { socket, pid });
-        }
-    };
     for row in rows::<MIB_TCPROW_OWNER_PID>(&table(u32::from(AF_INET))?) {
         let address = Ipv4Addr::from(row.dwLocalAddr.to_ne_bytes()).to_string();
-        keep(
-            (row.dwLocalPort, row.dwState, row.dwOwningPid),
-            false,
-            address,
-        );
+        let row = (row.dwLocalPort, row.dwState, row.dwOwningPid);
+        found.extend(owned(row, false, address, port, listening, uid));
     }
     for row in rows::<MIB_TCP6ROW_OWNER_PID>(&table(u32::from(AF_INET6))?) {
         let address = Ipv6Addr::from(row.ucLocalAddr).to_string();
-        keep(
-            (row.dwLocalPort, row.dwState, row.dwOwningPid),
-            true,
-            address,
-        );
+        let row = (row.dwLocalPort, row.dwState, row.dwOwningPid);
+        found.extend(owned(row, true, address, port, listening, uid));
     }
     Ok(found)
+}
+
+/// One table row `(port in network order, state, owning PID)` as a socket
+/// on `port` that is (or, with `listening` false, is not) a listener; none
+/// for another port, the other kind, or TIME_WAIT.
+fn owned(
+    (row_port, state, pid): (u32, u32, u32),
+    ipv6: bool,
+    local_address: String,
+    port: u16,
+    listening: bool,
+    uid: u32,
+) -> Option<Owned> {
+    let state = match state as i32 {
+        MIB_TCP_STATE_TIME_WAIT => return None,
+        MIB_TCP_STATE_LISTEN => TcpState::Listen,
+        MIB_TCP_STATE_ESTAB => TcpState::Established,
+        _ => TcpState::Other,
+    };
+    // The port is in network byte order in the low 16 bits.
+    if u16::from_be(row_port as u16) != port || (state == TcpState::Listen) != listening {
+        return None;
+    }
+    let socket = TcpSocket {
+        ipv6,
+        local_address,
+        state,
+        uid,
+        handle: 0,
+    };
+    Some(Owned { socket, pid })
 }
 
 /// The whole owner-PID table of `family`, as the bytes of a
@@ -111,4 +115,49 @@ fn rows<Row: Copy>(table: &[u64]) -> Vec<Row> {
                 .read_unaligned()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row for `port` in `state`, owned by `pid`, as the table has it.
+    fn row(port: u16, state: i32, pid: u32) -> (u32, u32, u32) {
+        (u32::from(port.to_be()), state as u32, pid)
+    }
+
+    #[test]
+    fn time_wait_rows_belong_to_no_one_and_are_left_out() {
+        let rows = [
+            row(5173, MIB_TCP_STATE_TIME_WAIT, 0),
+            row(5173, MIB_TCP_STATE_LISTEN, 4242),
+            row(5173, MIB_TCP_STATE_ESTAB, 4343),
+            row(5174, MIB_TCP_STATE_LISTEN, 4444),
+        ];
+        let take = |listening| -> Vec<(TcpState, u32)> {
+            rows.iter()
+                .filter_map(|&r| owned(r, false, "127.0.0.1".into(), 5173, listening, 1000))
+                .map(|o| (o.socket.state, o.pid))
+                .collect()
+        };
+        assert_eq!(take(true), [(TcpState::Listen, 4242)]);
+        assert_eq!(take(false), [(TcpState::Established, 4343)]);
+    }
+
+    #[test]
+    fn a_listener_with_pid_0_is_kept_for_its_owner_to_read_as_unknown() {
+        let found = owned(
+            row(5173, MIB_TCP_STATE_LISTEN, 0),
+            true,
+            "::1".into(),
+            5173,
+            true,
+            7,
+        )
+        .expect("a listener");
+        assert_eq!(
+            (found.pid, found.socket.uid, found.socket.ipv6),
+            (0, 7, true)
+        );
+    }
 }

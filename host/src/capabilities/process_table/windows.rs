@@ -258,3 +258,44 @@ pub fn own_uid() -> u32 {
     // SAFETY: the token's SID is valid inside the closure.
     with_own_sid(|sid| unsafe { rid(sid) }).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use windows_sys::Win32::Foundation::{ERROR_NO_SYSTEM_RESOURCES, ERROR_NOT_ENOUGH_MEMORY};
+
+    use super::*;
+
+    #[test]
+    fn only_no_such_process_reads_as_gone() {
+        assert!(matches!(
+            open_error(7, ERROR_INVALID_PARAMETER),
+            Error::NotFound
+        ));
+        assert!(matches!(
+            open_error(7, ERROR_ACCESS_DENIED),
+            Error::PermissionDenied(_)
+        ));
+        // A transient failure is an error, never "gone": a live server's
+        // PID file must not be removed for it.
+        for code in [ERROR_NOT_ENOUGH_MEMORY, ERROR_NO_SYSTEM_RESOURCES] {
+            assert!(matches!(open_error(7, code), Error::Io(_)), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_parent_is_the_process_that_started_this_one() {
+        // The test runner under Wine or Windows: its parent is cargo (or
+        // Wine's start), which runs and is older, or none (0) when started
+        // from Linux with no Windows parent. Never an error.
+        let parent = parent_pid().expect("the parent can be read");
+        assert_ne!(parent, std::process::id());
+        if parent != 0 {
+            let ours = Process::open(std::process::id(), 0)
+                .unwrap()
+                .created()
+                .unwrap();
+            let theirs = Process::open(parent, 0).unwrap().created().unwrap();
+            assert!(theirs <= ours);
+        }
+    }
+}
