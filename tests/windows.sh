@@ -37,8 +37,9 @@ cargo test -p pidman --lib --target "$target" --no-run
 cp "$dll" "target/$target/debug/deps/"
 CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=$wine cargo test -p pidman --lib --target "$target"
 
-# The binaries, side by side with the DLL.
-cargo build -p pidman --target "$target"
+# The binaries, side by side with the DLL; pidman with its test-only pause
+# points (`test-pause`: inert unless PIDMAN_TEST_PAUSE names one).
+cargo build -p pidman --target "$target" --features test-pause
 cargo build --manifest-path tests/fixtures/winserver/Cargo.toml --target "$target" \
   --target-dir target/winserver
 work=$(mktemp -d)
@@ -238,6 +239,25 @@ grep -q 'ctrl-c sent' ctrl.out && echo "ok   ... sent once the server listened" 
   || { echo "FAIL no Ctrl-C was sent: $(cat ctrl.out)"; failed=1; }
 [ ! -e proj/.bengal.pid ] && echo "ok   ... run removed its file" || { echo "FAIL run left its file"; failed=1; }
 port_free_within "$port" 10 && echo "ok   ... and the port is free" || { echo "FAIL $port still held"; failed=1; }
+
+echo "== Ctrl-C in the instant before run creates its server"
+# run pauses right before it creates the server; consolectl sends Ctrl-C
+# then and lets it go on. The server must never run: the event came
+# before it existed, so the console never gives it one.
+port=$(free_port)
+set +e
+PIDMAN_TEST_PAUSE="creating the server=$win\\release.$port" "$wine" bin/consolectl.exe paused \
+  "$win\\bin\\pidman.exe" --root "$win\\proj" run -- "$win\\bin\\bengal.exe" serve --port "$port" \
+  > instant.out 2>&1
+got=$?
+set -e
+[ "$got" = 130 ] && echo "ok   run ends 130 (CTRL_C_EVENT)" \
+  || { echo "FAIL Ctrl-C before the server: exit $got: $(cat instant.out)"; failed=1; }
+grep -q 'before the server started: not started' instant.out && echo "ok   ... saying the server was not started" \
+  || { echo "FAIL no 'not started': $(cat instant.out)"; failed=1; }
+sleep 1
+port_free_within "$port" 0 && echo "ok   ... which never listened" || { echo "FAIL the server ran and holds $port"; failed=1; }
+[ ! -e proj/.bengal.pid ] && echo "ok   ... and no file is left" || { echo "FAIL run left its file"; failed=1; }
 
 echo "== the caller's parent"
 # A server that runs pidman itself: acquire with no --pid claims for it.

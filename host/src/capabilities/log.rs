@@ -7,7 +7,8 @@
 //! `pidman: paused at: <message>` on stderr and waits (at most 60 s) until
 //! `<file>` exists. The integration tests use it to act at an exact moment
 //! of a decision (kill a writer between its temporary file and the rename;
-//! change a file between its judgement and its removal).
+//! change a file between its judgement and its removal). The host has
+//! points of its own, named the same way ([`pause_here`]).
 
 #[cfg(feature = "test-pause")]
 use std::path::PathBuf;
@@ -62,21 +63,31 @@ fn pause_point() -> Option<&'static (String, PathBuf)> {
         .as_ref()
 }
 
+/// Wait here (at most 60 s) if `what` is what `PIDMAN_TEST_PAUSE` names,
+/// until its release file exists; whether it was.
+#[cfg(feature = "test-pause")]
+pub fn pause_here(what: &str) -> bool {
+    let Some((text, release)) = pause_point() else {
+        return false;
+    };
+    if !what.contains(text.as_str()) {
+        return false;
+    }
+    eprintln!("pidman: paused at: {what}");
+    let until = Instant::now() + Duration::from_secs(60);
+    while !release.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
 impl LogSink {
-    /// The pause point: wait here (at most 60 s) if `message` is the one
-    /// `PIDMAN_TEST_PAUSE` names, until its release file exists.
+    /// The pause point: [`pause_here`] at the first message that is the one
+    /// `PIDMAN_TEST_PAUSE` names.
     #[cfg(feature = "test-pause")]
     fn pause_at(&mut self, message: &str) {
-        if !self.paused
-            && let Some((text, release)) = pause_point()
-            && message.contains(text.as_str())
-        {
-            self.paused = true;
-            eprintln!("pidman: paused at: {message}");
-            let until = Instant::now() + Duration::from_secs(60);
-            while !release.exists() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+        if !self.paused {
+            self.paused = pause_here(message);
         }
     }
 

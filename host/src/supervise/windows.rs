@@ -130,6 +130,9 @@ pub fn spawn(command: &[OsString], _foreground: bool) -> io::Result<Child> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
+    // The instant a console event must not be lost in (test builds only).
+    #[cfg(feature = "test-pause")]
+    crate::capabilities::log::pause_here("creating the server");
     let mut child = Command::new(resolve(program))
         .args(args)
         .creation_flags(CREATE_SUSPENDED)
