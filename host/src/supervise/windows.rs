@@ -356,6 +356,27 @@ mod tests {
     }
 
     #[test]
+    fn a_closing_console_is_recorded_and_run_is_given_time() {
+        // The console's own event can't be staged here (Wine's consoles have
+        // no window to close): the handler, called as Windows calls it, on
+        // a thread of its own.
+        let started = std::time::Instant::now();
+        // SAFETY: the handler is a plain function of the event.
+        let handler = std::thread::spawn(|| unsafe { on_console_event(CTRL_CLOSE_EVENT) });
+        while pending().is_none() && started.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let seen = pending().map(|i| (i.name, i.number));
+        assert_eq!(seen, Some(("CTRL_CLOSE_EVENT", 1)));
+        assert!(told_to_stop());
+        // Windows ends the process once the handler returns: it must hold
+        // on while the main thread sees the server out.
+        assert!(!handler.is_finished(), "the handler returned at once");
+        assert_eq!(handler.join().unwrap(), 0);
+        assert!(started.elapsed() >= CLOSE_GRACE);
+    }
+
+    #[test]
     fn a_server_ctrl_c_ended_exits_130() {
         assert_eq!(exit_code(ExitStatus::from_raw(STATUS_CONTROL_C_EXIT)), 130);
         assert_eq!(exit_code(ExitStatus::from_raw(3)), 3);
