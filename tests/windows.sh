@@ -190,6 +190,9 @@ got=$?
 set -e
 [ "$got" = 0 ] && echo "ok   run -- a server that starts a listening child, then exits: 0" \
   || { echo "FAIL run of a server with a child: exit $got: $(cat run.out)"; failed=1; }
+# Only the child prints `ready` (once it listens): it did, before run ended.
+grep -q '^ready' run.out && echo "ok   ... the child listened before run ended" \
+  || { echo "FAIL the child never listened: $(cat run.out)"; failed=1; }
 port_free_within "$port" 10 && echo "ok   ... its child ended with run: the port is free" \
   || { echo "FAIL the server's child outlived run and holds $port"; failed=1; }
 port=$(free_port)
@@ -240,20 +243,20 @@ grep -q 'ctrl-c sent' ctrl.out && echo "ok   ... sent once the server listened" 
 [ ! -e proj/.bengal.pid ] && echo "ok   ... run removed its file" || { echo "FAIL run left its file"; failed=1; }
 port_free_within "$port" 10 && echo "ok   ... and the port is free" || { echo "FAIL $port still held"; failed=1; }
 
-echo "== Ctrl-C in the instant before run creates its server"
-# run pauses right before it creates the server; consolectl sends Ctrl-C
-# then and lets it go on. The server must never run: the event came
-# before it existed, so the console never gives it one.
+echo "== Ctrl-C before run's server joins the console"
+# run pauses with the server created but suspended (not yet on the
+# console's list of processes); consolectl sends Ctrl-C then and lets it go
+# on. The console never gives that event to the server: run must end it.
 port=$(free_port)
 set +e
-PIDMAN_TEST_PAUSE="creating the server=$win\\release.$port" "$wine" bin/consolectl.exe paused \
+PIDMAN_TEST_PAUSE="resuming the server=$win\\release.$port" "$wine" bin/consolectl.exe paused \
   "$win\\bin\\pidman.exe" --root "$win\\proj" run -- "$win\\bin\\bengal.exe" serve --port "$port" \
   > instant.out 2>&1
 got=$?
 set -e
-[ "$got" = 130 ] && echo "ok   run ends 130 (CTRL_C_EVENT)" \
+[ "$got" = 130 ] && echo "ok   run ends 130 (CTRL_C_EVENT), having ended the server" \
   || { echo "FAIL Ctrl-C before the server: exit $got: $(cat instant.out)"; failed=1; }
-grep -q 'before the server started: not started' instant.out && echo "ok   ... saying the server was not started" \
+grep -q 'before the server started: not started' instant.out && echo "ok   ... saying it was not started" \
   || { echo "FAIL no 'not started': $(cat instant.out)"; failed=1; }
 sleep 1
 port_free_within "$port" 0 && echo "ok   ... which never listened" || { echo "FAIL the server ran and holds $port"; failed=1; }

@@ -101,7 +101,7 @@ pub fn creating_manager(
 fn parent_pid() -> Result<u32, Error> {
     match crate::capabilities::process_table::parent_pid() {
         Ok(0) => Err(Error::Io(anyhow::anyhow!(
-            "pidman's parent process has ended, so it names no server: give --pid"
+            "pidman has no parent process to name (it has ended), so no server: give --pid"
         ))),
         Ok(pid) => Ok(pid),
         Err(e) => Err(Error::Io(anyhow::anyhow!(

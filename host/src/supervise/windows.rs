@@ -14,9 +14,13 @@
 //! (`npm.cmd`'s node, a reloader's child) is in the job before it can
 //! start anything, and when the wrapper ends, however it ends (its server
 //! exited, `taskkill /F`, the console closed), every process left in the
-//! job ends too: none is left holding the port. A console event that came
-//! before the server was created stops it before it ran a single
-//! instruction.
+//! job ends too: none is left holding the port. (A browser the server
+//! opened, when none was running, is in the job too, unless it asks to
+//! break away, which the job allows.) A console event reaches only the
+//! processes on the console's list, which a new process joins as it
+//! starts: one that came after run's last look and before the server
+//! joined ends the server (before it ran, when it came before its
+//! creation).
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -32,15 +36,15 @@ use std::time::Duration;
 use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
-    SetConsoleCtrlHandler,
+    GetConsoleProcessList, SetConsoleCtrlHandler,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
 };
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
-    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
-    SetInformationJobObject,
+    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_BREAKAWAY_OK,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+    JobObjectExtendedLimitInformation, SetInformationJobObject,
 };
 use windows_sys::Win32::System::Threading::{
     CREATE_SUSPENDED, OpenThread, ResumeThread, THREAD_SUSPEND_RESUME,
@@ -125,26 +129,26 @@ pub fn read_answer() -> super::Answer {
 
 /// Start `command` as the server, in this console and in a job that ends
 /// with the wrapper (see the module's docs). `Interrupted` when a console
-/// event came first: the server was created, never ran, and is gone.
+/// event came before the server was on the console's list: the server is
+/// gone (ended before it ran, or as it started).
 pub fn spawn(command: &[OsString], _foreground: bool) -> io::Result<Child> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
-    // The instant a console event must not be lost in (test builds only).
-    #[cfg(feature = "test-pause")]
-    crate::capabilities::log::pause_here("creating the server");
     let mut child = Command::new(resolve(program))
         .args(args)
         .creation_flags(CREATE_SUSPENDED)
         .spawn()?;
-    // From here on the server is attached to the console: an event reaches
-    // it too. One that came before (after run's last look) stops it here.
-    if pending().is_some() {
-        end_suspended(&mut child);
-        return Err(io::Error::new(
+    let interrupted = |child: &mut Child| {
+        end_server(child);
+        io::Error::new(
             io::ErrorKind::Interrupted,
-            "a console event came before the server started",
-        ));
+            "a console event came before the server was attached to the console",
+        )
+    };
+    // An event that came after run's last look: the server never runs.
+    if pending().is_some() {
+        return Err(interrupted(&mut child));
     }
     if let Err(e) = hold_tree(&child) {
         eprintln!(
@@ -152,29 +156,69 @@ pub fn spawn(command: &[OsString], _foreground: bool) -> io::Result<Child> {
              what it starts may outlive run"
         );
     }
+    // The instant a console event must not be lost in (test builds only).
+    #[cfg(feature = "test-pause")]
+    crate::capabilities::log::pause_here("resuming the server");
     if let Err(e) = resume(child.id()) {
-        end_suspended(&mut child);
+        end_server(&mut child);
         return Err(io::Error::new(
             e.kind(),
             format!("cannot let the server run: {e}"),
         ));
     }
+    // The console gives an event only to the processes on its list, and a
+    // new process joins it as it starts: one that came before that reached
+    // run alone. Looked for once the server is on the list (or, for one
+    // that never joins, such as a program with no console, a moment later).
+    wait_until_attached(child.id(), ATTACH_WAIT);
+    if pending().is_some() {
+        return Err(interrupted(&mut child));
+    }
     Ok(child)
 }
 
-/// End a server that never ran.
-fn end_suspended(child: &mut Child) {
+/// How long to wait for the server to join the console's list of
+/// processes.
+const ATTACH_WAIT: Duration = Duration::from_secs(2);
+
+/// Wait (at most `limit`) until `pid` is on this console's list of
+/// processes. Without a console there is no list: no wait.
+fn wait_until_attached(pid: u32, limit: Duration) {
+    let until = std::time::Instant::now() + limit;
+    let mut listed = vec![0u32; 64];
+    loop {
+        // SAFETY: a buffer of the length given.
+        let count = unsafe { GetConsoleProcessList(listed.as_mut_ptr(), listed.len() as u32) };
+        if count == 0 {
+            return; // no console
+        }
+        if count as usize > listed.len() {
+            listed.resize(count as usize + 16, 0);
+            continue;
+        }
+        if listed[..count as usize].contains(&pid) || std::time::Instant::now() >= until {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// End a server that was just created (and wait for it).
+fn end_server(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
 /// `program` as a console's shell finds it. A bare name is looked up in
-/// `PATH` with each of `PATHEXT`'s extensions unless it already ends with
-/// one, so `npm` runs `npm.cmd` (std's `Command` looks for `npm.exe`
-/// only). A path, or a name found nowhere, is left as given (and a missing
-/// program to `Command`'s own error). Unlike `cmd.exe`, the current
-/// directory is not searched first: a file in the project never shadows
-/// the user's tools.
+/// `PATH` with each of `PATHEXT`'s extensions that `CreateProcess` can
+/// run (`.COM`, `.EXE`, `.BAT`, `.CMD`; not `.JS` or `.VBS`) unless it
+/// already ends with one, so `npm` runs `npm.cmd` (std's `Command` looks
+/// for `npm.exe` only). A path, or a name found nowhere, is left as given
+/// (and a missing program to `Command`'s own error). Unlike `cmd.exe`, the
+/// current directory is never searched (nor is an empty or relative `PATH`
+/// entry): a file in the project never shadows the user's tools. A `.cmd`
+/// runs under `cmd.exe`, which asks "Terminate batch job (Y/N)?" after a
+/// Ctrl-C, as it does in any console.
 pub fn resolve(program: &OsStr) -> OsString {
     resolve_in(
         program,
@@ -191,7 +235,11 @@ fn resolve_in(program: &OsStr, path: Option<OsString>, pathext: Option<String>) 
         return program.into();
     }
     let pathext = pathext.unwrap_or_else(|| ".COM;.EXE;.BAT;.CMD".into());
-    let extensions: Vec<&str> = pathext.split(';').filter(|e| e.starts_with('.')).collect();
+    let runnable = [".COM", ".EXE", ".BAT", ".CMD"];
+    let extensions: Vec<&str> = pathext
+        .split(';')
+        .filter(|e| runnable.iter().any(|r| r.eq_ignore_ascii_case(e)))
+        .collect();
     let has_one = name.extension().is_some_and(|ext| {
         let ext = format!(".{}", ext.to_string_lossy());
         extensions.iter().any(|e| e.eq_ignore_ascii_case(&ext))
@@ -202,7 +250,7 @@ fn resolve_in(program: &OsStr, path: Option<OsString>, pathext: Option<String>) 
     let Some(path) = path else {
         return program.into();
     };
-    for dir in std::env::split_paths(&path) {
+    for dir in std::env::split_paths(&path).filter(|dir| dir.is_absolute()) {
         for ext in &extensions {
             let mut file = program.to_owned();
             file.push(ext);
@@ -228,7 +276,10 @@ fn hold_tree(child: &Child) -> io::Result<()> {
     let job = unsafe { OwnedHandle::from_raw_handle(raw) };
     // SAFETY: plain data; all zeroes is "no limits".
     let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
-    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+    // A program that asks to leave the job (`CREATE_BREAKAWAY_FROM_JOB`, as
+    // some browsers do) may: everything else stays in it.
+    limits.BasicLimitInformation.LimitFlags =
+        JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_BREAKAWAY_OK;
     // SAFETY: the job's handle and a limits record of the size given.
     let set = unsafe {
         SetInformationJobObject(
@@ -350,6 +401,11 @@ mod tests {
             find("python3.13"),
             lower(first.path().join("python3.13.exe"))
         );
+        // Only what CreateProcess runs: a script PATHEXT names is not it.
+        std::fs::write(first.path().join("tool.js"), "").unwrap();
+        let with_js = Some(".JS;.EXE".to_owned());
+        let tool = resolve_in(OsStr::new("tool"), Some(path.clone()), with_js);
+        assert_eq!(tool, OsString::from("tool"));
         // PATHEXT as set, not the default.
         let only_bat = resolve_in(OsStr::new("npm"), Some(path.clone()), Some(".BAT".into()));
         assert_eq!(only_bat, OsString::from("npm"));

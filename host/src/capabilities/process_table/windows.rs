@@ -174,10 +174,16 @@ pub fn parent_pid() -> Result<Pid, Error> {
     let parent_process = match Process::open(parent, 0) {
         Ok(process) => process,
         Err(ERROR_INVALID_PARAMETER) => return Ok(0),
-        // It runs, as another user: it started before anything it started.
+        // A process runs with that PID, of a user whose processes this one
+        // may not open: its age cannot be read. Taken for the parent, the
+        // safer guess (the parent is never signalled, nor its file
+        // removed).
         Err(ERROR_ACCESS_DENIED) => return Ok(parent),
         Err(code) => return Err(open_error(parent, code)),
     };
+    if parent_process.ended() {
+        return Ok(0);
+    }
     let own_process = Process::open(own, 0).map_err(|code| open_error(own, code))?;
     Ok(if parent_process.created()? <= own_process.created()? {
         parent
