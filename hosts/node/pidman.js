@@ -177,7 +177,13 @@ function capabilities(ctx) {
       },
     },
     'bengal:pid-manager/log': {
-      emit: (level, message) => ctx.log.push(`${level}: ${message}`),
+      // Kept at the call's level or above (a plugin from before
+      // set-log-level sends every message).
+      emit: (level, message) => {
+        if (ctx.logLevel !== null && LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf(ctx.logLevel)) {
+          ctx.log.push(`${level}: ${message}`);
+        }
+      },
     },
   };
 }
@@ -227,7 +233,7 @@ export class Plugin {
     let session = this.sessions.get(grantDir);
     if (session) return session;
     if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value);
-    const ctx = { backend: null, log: [], grantDir };
+    const ctx = { backend: null, log: [], logLevel: 'warn', grantDir };
     // The instance's own filesystem namespace, with its one directory: the
     // shim's process-wide preopens (which every other jco component in the
     // process sees) are never read or changed.
@@ -275,13 +281,15 @@ export class Plugin {
     const session = await this.#session(grantDir);
     session.ctx.backend = backend;
     session.ctx.log = this.log = [];
+    session.ctx.logLevel = level;
     const own = TIMEOUT_ARG[exportName] === undefined ? undefined : args[TIMEOUT_ARG[exportName]];
     const timeout = this.budgetMs + (own === undefined ? 0 : Number(own));
     this.guard.run = () => {
       // The instance is told the level only when it changes: a message
       // below it never crosses into JavaScript (a crossing saved each).
       if (session.logLevel !== level) {
-        session.manager.setLogLevel(level ?? undefined);
+        // A plugin from before set-log-level sends every message.
+        session.manager.setLogLevel?.(level ?? undefined);
         session.logLevel = level;
       }
       return session.manager[exportName](...args);

@@ -284,6 +284,11 @@ def _thread_safe(rt: ModuleType) -> None:
 # type: both are worked out once and kept.
 
 
+#: The attribute of a `Func` that keeps its type (`_reuse_types`): set (to
+#: None until the first call) on the package's own exports only.
+KEEP_TYPE = "_pidman_type"
+
+
 class _HostFunc:
     """A callback pidman gives a plugin's linker. That linker instantiates
     only its plugin's component (a forked child makes a new linker, with
@@ -352,9 +357,10 @@ def _reuse_types(rt: ModuleType) -> None:
     types instead of rebuilding it on every callback: its types' structure
     (`_MEMOIZED`) and, for pidman's callbacks, the import's types (its
     `func_impl`, which every callback enters, replaced by the same steps
-    with `_import_types`), and each export's type (`Func.type`, which every
-    call of an export asks for, kept on the `Func`: a function's type never
-    changes, and the package keeps its `Func`s). Results are unchanged: the
+    with `_import_types`), and the type of each of the package's exports
+    (`Func.type`, which every call of an export asks for, kept on the `Func`
+    `_Session.func` marks: a function's type never changes, and the package
+    keeps its `Func`s). Results are unchanged: the
     same types, the same conversions. (A wasmtime-py laid out otherwise is
     left as it is.)"""
     try:
@@ -375,10 +381,15 @@ def _reuse_types(rt: ModuleType) -> None:
         memo = _memoized(original.fget if is_property else original)
         setattr(cls, member, property(memo) if is_property else memo)
 
+    # Only for the package's own exports (`_Session.func` marks them, and
+    # never closes their type): any other `Func` gets a new type each time,
+    # as wasmtime-py gives it, which its caller may close.
     def kept_type(self: Any, store: Any) -> Any:
-        found = self.__dict__.get("_pidman_type")
+        if KEEP_TYPE not in self.__dict__:
+            return func_type_of(self, store)
+        found = self.__dict__[KEEP_TYPE]
         if found is None:
-            found = self.__dict__["_pidman_type"] = func_type_of(self, store)
+            found = self.__dict__[KEEP_TYPE] = func_type_of(self, store)
         return found
     func_cls.type = kept_type
 
@@ -502,7 +513,14 @@ class _Session:
         if found is None:
             index = self.instance.get_export_index(self.store, export, self.manager)
             found = self.funcs[export] = self.instance.get_func(self.store, index)
+            found.__dict__[KEEP_TYPE] = None  # its type is kept (`_reuse_types`)
         return found
+
+    def exports(self, export: str) -> bool:
+        """Whether the plugin has `export` (an older one may lack a newer
+        export, such as `set-log-level`)."""
+        return (export in self.funcs
+                or self.instance.get_export_index(self.store, export, self.manager) is not None)
 
 
 _PLUGINS: "weakref.WeakSet[Plugin]" = weakref.WeakSet()
@@ -806,6 +824,11 @@ class Plugin:
         """Tell `session`'s instance the least level of message to send (a
         call of its own, with the fuel and time of any call); it keeps it
         for its life."""
+        if not session.exports("set-log-level"):
+            # A plugin from before it: it sends every message, and `_emit`
+            # keeps the ones of the level.
+            session.log_level = least
+            return
         store = session.store
         store.set_fuel(FUEL_PER_CALL)
         store.set_epoch_deadline(max(1, int(budget / EPOCH_TICK_S)))

@@ -59,6 +59,23 @@ def test_an_exports_types_are_worked_out_once(tmp_path):
     assert export_types_built(plugin, tmp_path) == 0
 
 
+def test_another_users_func_gets_its_own_type_each_time(tmp_path):
+    # Only the package's own exports keep their type: anyone else's `Func`
+    # gets a new one each time, which its caller may close.
+    plugin = Plugin(plugin_path())
+    check_dead(plugin, tmp_path)
+    session = next(iter(plugin._idle.values()))[-1]
+    index = session.instance.get_export_index(session.store, "check-stale-pid", session.manager)
+    theirs = session.instance.get_func(session.store, index)
+    first = theirs.type(session.store)
+    with first:
+        pass  # closed, as a `with` block leaves it
+    second = theirs.type(session.store)
+    assert second is not first and second.result is not None
+    ours = session.func("check-stale-pid")
+    assert ours.type(session.store) is ours.type(session.store)
+
+
 def test_a_types_structure_is_kept_and_handed_out_as_copies(tmp_path):
     plugin = Plugin(plugin_path())
     check_dead(plugin, tmp_path)
