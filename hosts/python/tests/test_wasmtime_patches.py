@@ -15,9 +15,9 @@ from test_log_level import check_dead
 from test_threads_and_fork import unix_only, wait_child
 
 
-def import_types_built(plugin, directory):
+def types_built(plugin, directory):
     """How many times a dead PID's check builds an import's type (wasmtime
-    passes it with the store as its owner; an export's has none)."""
+    passes it with the store as its owner) and an export's (no owner)."""
     func_type = plugin.rt._linker.FuncType
     original = func_type._from_ptr
     owners = []
@@ -28,35 +28,20 @@ def import_types_built(plugin, directory):
     with pytest.MonkeyPatch.context() as m:
         m.setattr(func_type, "_from_ptr", classmethod(counted))
         check_dead(plugin, directory)
-    return sum(owner is not None for owner in owners)
+    imports = sum(owner is not None for owner in owners)
+    return imports, len(owners) - imports
 
 
 def test_a_callbacks_types_are_worked_out_once(tmp_path):
     plugin = Plugin(plugin_path(), log_level="debug")
-    assert import_types_built(plugin, tmp_path) > 0
-    assert import_types_built(plugin, tmp_path) == 0
-
-
-def export_types_built(plugin, directory):
-    """How many times a dead PID's check builds an export's type (one
-    with no owner)."""
-    func_type = plugin.rt._linker.FuncType
-    original = func_type._from_ptr
-    owners = []
-
-    def counted(cls, ptr, owner=None):
-        owners.append(owner)
-        return original(ptr, owner)
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(func_type, "_from_ptr", classmethod(counted))
-        check_dead(plugin, directory)
-    return sum(owner is None for owner in owners)
+    assert types_built(plugin, tmp_path)[0] > 0
+    assert types_built(plugin, tmp_path)[0] == 0
 
 
 def test_an_exports_types_are_worked_out_once(tmp_path):
     plugin = Plugin(plugin_path())
-    assert export_types_built(plugin, tmp_path) > 0
-    assert export_types_built(plugin, tmp_path) == 0
+    assert types_built(plugin, tmp_path)[1] > 0
+    assert types_built(plugin, tmp_path)[1] == 0
 
 
 def test_another_users_func_gets_its_own_type_each_time(tmp_path):
